@@ -1,0 +1,16 @@
+//! Pure types and rules of toolsmith, shared by every other crate.
+//!
+//! Nothing here performs I/O: parsing a value from the outside world into one of these types is
+//! the one place its rules are checked ("parse, don't validate"), so code holding an
+//! [`ids::ObjectId`] or a [`names::ToolName`] never re-checks it.
+
+pub mod ids;
+pub mod names;
+pub mod permissions;
+pub mod tags;
+pub mod time;
+
+pub use ids::{ObjectId, OrgId};
+pub use names::{EnvVarName, ToolName};
+pub use permissions::{Permission, PermissionSet, Role};
+pub use tags::{Tag, TagFilter};

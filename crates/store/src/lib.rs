@@ -1,0 +1,75 @@
+//! toolsmith's persistence.
+//!
+//! One [`Store`] serves both backends: SQLite (the embedded default, one file in the data
+//! directory) and PostgreSQL (several server processes sharing one database). Queries go through
+//! sqlx's `Any` driver and are written in the SQL both dialects share (`$n` parameters, integer
+//! timestamps and booleans, `ON CONFLICT`, `RETURNING`); the few places where the dialects
+//! differ (schema types, full-text search, cross-process coordination) branch on [`Dialect`].
+//!
+//! Architecture invariant: this crate is the only one that contains SQL, and every query that
+//! touches tenant data is scoped by organization id.
+
+mod db;
+mod envvars;
+mod error;
+mod identity;
+mod locks;
+pub use locks::ToolLock;
+mod migrate;
+mod rate_limits;
+pub mod secrets;
+mod tools;
+
+pub use db::Dialect;
+pub use envvars::{EnvVarChanges, EnvVarInsert, EnvVarValue};
+pub use error::StoreError;
+pub use identity::{ApiKeyRecord, Organization, UserRecord};
+pub use tools::{NewTool, SortField, Tool, ToolPage, ToolQuery, UserRef};
+
+use std::path::Path;
+use std::time::Duration;
+
+use db::Db;
+use secrets::Keyring;
+
+/// The handle to toolsmith's database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+    keyring: Keyring,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://path` or `postgres://…`) and applies pending migrations.
+    pub async fn open(url: &str, keyring: Keyring) -> Result<Store, StoreError> {
+        let db = Db::connect(url).await?;
+        migrate::run(&db).await?;
+        Ok(Store { db, keyring })
+    }
+
+    /// Opens (creating if needed) the SQLite database inside a data directory.
+    pub async fn open_sqlite_dir(dir: &Path, keyring: Keyring) -> Result<Store, StoreError> {
+        let url = format!("sqlite://{}", dir.join("toolsmith.db").display());
+        Store::open(&url, keyring).await
+    }
+
+    /// Which database this store talks to.
+    pub fn dialect(&self) -> Dialect {
+        self.db.dialect
+    }
+
+    /// Answers once the database responds; used by the readiness check.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.db.read).await?;
+        Ok(())
+    }
+
+    /// Closes every connection, waiting for in-flight queries.
+    pub async fn close(&self) {
+        self.db.write.close().await;
+        self.db.read.close().await;
+    }
+
+    /// How long the store waits for a busy database before giving up.
+    pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+}

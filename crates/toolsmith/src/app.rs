@@ -1,0 +1,71 @@
+//! The shared state every request handler sees.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use toolsmith_store::Store;
+
+use crate::http::rate_limit::RateLimiter;
+use crate::identity::token::TokenSigner;
+
+/// Tunables of the running service, validated at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a token from `signin_with_api_key` stays valid.
+    pub token_ttl: Duration,
+    /// How long a deleted env var name stays blocked from being inserted again.
+    pub envvar_tombstone: Duration,
+    /// The lease of a per-tool operation lock; renewed while the operation runs.
+    pub lock_lease: Duration,
+    /// The largest request body accepted on the JSON endpoints.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            token_ttl: Duration::from_secs(3600),
+            envvar_tombstone: Duration::from_secs(60),
+            lock_lease: Duration::from_secs(60),
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+struct Inner {
+    store: Store,
+    tokens: TokenSigner,
+    limiter: RateLimiter,
+    settings: Settings,
+}
+
+/// Cheaply clonable handle to the service's state.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(store: Store, tokens: TokenSigner, limiter: RateLimiter, settings: Settings) -> Self {
+        AppState(Arc::new(Inner { store, tokens, limiter, settings }))
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    /// The token signer.
+    pub fn tokens(&self) -> &TokenSigner {
+        &self.0.tokens
+    }
+
+    /// The rate limiter.
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.0.limiter
+    }
+
+    /// The service's tunables.
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+}

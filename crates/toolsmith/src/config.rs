@@ -1,0 +1,207 @@
+//! Command line and environment configuration, validated before anything starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::app::Settings;
+
+/// toolsmith: host Python tools in git, publish immutable versions, invoke them in a sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "toolsmith", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (creates an organization, an admin and an API key on first start).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(StorageArgs),
+    /// Manage organizations, users, role grants and API keys.
+    Admin {
+        /// Where the data lives.
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// The administrative action.
+        #[command(subcommand)]
+        action: crate::admin::AdminAction,
+    },
+}
+
+/// Where toolsmith keeps its data.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Directory for the SQLite database, repositories, environments and keys.
+    #[arg(long, env = "TOOLSMITH_DATA_DIR", default_value = "./toolsmith-data")]
+    pub data_dir: PathBuf,
+    /// Use PostgreSQL instead of the embedded SQLite (`postgres://user@host/db`).
+    #[arg(long, env = "TOOLSMITH_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl StorageArgs {
+    /// The database URL: the given PostgreSQL URL, or SQLite inside the data directory.
+    pub fn url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("toolsmith.db").display()),
+        }
+    }
+
+    /// Rejects a database URL of an unsupported kind before anything is opened.
+    pub fn validate(&self) -> Result<(), String> {
+        match &self.database_url {
+            Some(url) if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) => Err(format!(
+                "--database-url / TOOLSMITH_DATABASE_URL must be a postgres:// URL (got {:?}); omit it to use SQLite in the data directory",
+                redact_url(url)
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A URL with any password replaced, fit for an error message or a log line.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// On or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Options of `toolsmith serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Where the data lives.
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Address to listen on.
+    #[arg(long, env = "TOOLSMITH_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The URL clients reach this server at, used in printed instructions (default: from --listen).
+    #[arg(long, env = "TOOLSMITH_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Per-user, per-endpoint rate limits with the contract's numbers.
+    #[arg(long, env = "TOOLSMITH_RATE_LIMITS", value_enum, default_value = "on")]
+    pub rate_limits: Switch,
+    /// Lifetime of tokens issued by sign-in, in seconds (60 to 2592000).
+    #[arg(long, env = "TOOLSMITH_TOKEN_TTL_SECS", default_value_t = 3600)]
+    pub token_ttl_secs: u64,
+    /// How long a deleted env var name cannot be inserted again, in seconds.
+    #[arg(long, env = "TOOLSMITH_ENVVAR_TOMBSTONE_SECS", default_value_t = 60)]
+    pub envvar_tombstone_secs: u64,
+    /// Lease of per-tool operation locks, in seconds (renewed while an operation runs).
+    #[arg(long, env = "TOOLSMITH_LOCK_LEASE_SECS", default_value_t = 60)]
+    pub lock_lease_secs: u64,
+    /// Largest accepted JSON request body, in bytes.
+    #[arg(long, env = "TOOLSMITH_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Log line format.
+    #[arg(long, env = "TOOLSMITH_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// The organization created on first start.
+    #[arg(long, env = "TOOLSMITH_BOOTSTRAP_ORG", default_value = "default")]
+    pub bootstrap_org: String,
+}
+
+impl ServeArgs {
+    /// Checks every option and turns them into the service's settings; the error says which
+    /// option is wrong and what would be right.
+    pub fn settings(&self) -> Result<Settings, String> {
+        self.storage.validate()?;
+        if !(60..=2_592_000).contains(&self.token_ttl_secs) {
+            return Err(format!("--token-ttl-secs must be between 60 and 2592000, got {}", self.token_ttl_secs));
+        }
+        if self.envvar_tombstone_secs > 86_400 {
+            return Err(format!("--envvar-tombstone-secs must be at most 86400, got {}", self.envvar_tombstone_secs));
+        }
+        if !(5..=3600).contains(&self.lock_lease_secs) {
+            return Err(format!("--lock-lease-secs must be between 5 and 3600, got {}", self.lock_lease_secs));
+        }
+        if !(1024..=(64 << 20)).contains(&self.max_body_bytes) {
+            return Err(format!("--max-body-bytes must be between 1024 and 67108864, got {}", self.max_body_bytes));
+        }
+        if toolsmith_domain::OrgId::parse(&self.bootstrap_org).is_err() {
+            return Err(format!(
+                "--bootstrap-org must match ^[a-z0-9][a-z0-9-]{{0,62}}$, got {:?}",
+                self.bootstrap_org
+            ));
+        }
+        Ok(Settings {
+            token_ttl: Duration::from_secs(self.token_ttl_secs),
+            envvar_tombstone: Duration::from_secs(self.envvar_tombstone_secs),
+            lock_lease: Duration::from_secs(self.lock_lease_secs),
+            max_body_bytes: self.max_body_bytes,
+        })
+    }
+
+    /// The base URL to print in instructions.
+    pub fn public_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let mut argv = vec!["toolsmith", "serve"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(s) => s,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let args = serve(&[]);
+        assert!(args.settings().is_ok());
+        assert_eq!(args.storage.url(), "sqlite://./toolsmith-data/toolsmith.db");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        assert!(serve(&["--token-ttl-secs", "5"]).settings().unwrap_err().contains("--token-ttl-secs"));
+        assert!(serve(&["--bootstrap-org", "Bad_Org"]).settings().unwrap_err().contains("--bootstrap-org"));
+        let err = serve(&["--database-url", "mysql://u:pw@h/db"]).settings().unwrap_err();
+        assert!(err.contains("postgres://") && !err.contains("pw"), "{err}");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://me:hunter2@db/x"), "postgres://me:***@db/x");
+        assert_eq!(redact_url("postgres://me@db/x"), "postgres://me@db/x");
+    }
+}

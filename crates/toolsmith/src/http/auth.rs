@@ -1,0 +1,191 @@
+//! The request guard: authentication, organization visibility, rate limiting and the
+//! operation's permission, in that order, before a handler runs.
+//!
+//! The order is deliberate. Credentials come first so nothing about an organization leaks to an
+//! anonymous caller. An organization the caller has no place in answers exactly like one that
+//! does not exist. Rate limiting precedes the permission check so that probing permissions is
+//! throttled too. Body validation happens in the handler, after all of these.
+
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use toolsmith_domain::{OrgId, Permission, PermissionSet};
+use toolsmith_store::UserRef;
+
+use super::error::ApiError;
+use super::operations::{rate_limit_message, Operation};
+use crate::app::AppState;
+
+/// The authenticated caller of a request, as handlers see it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The organization named in the path (whose resources are addressed).
+    pub org_id: String,
+    /// Who is calling: the user and the organization that issued their token.
+    pub user: UserRef,
+    permissions: PermissionSet,
+}
+
+impl Caller {
+    /// Whether the caller holds a permission in the addressed organization.
+    pub fn can(&self, permission: Permission) -> bool {
+        self.permissions.contains(permission)
+    }
+
+    /// 403 unless the caller holds the permission.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.can(permission) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+}
+
+/// A token as presented: from `Authorization: Bearer …`, or from Basic auth whose user name
+/// must then match the token (`{org_id}_{user_id}`, what git sends).
+struct Presented {
+    token: String,
+    basic_user: Option<String>,
+}
+
+fn presented(headers: &HeaderMap) -> Option<Presented> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(Presented { token: rest.to_owned(), basic_user: None });
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = String::from_utf8(STANDARD.decode(rest).ok()?).ok()?;
+        let (user, password) = decoded.split_once(':')?;
+        return Some(Presented { token: password.to_owned(), basic_user: Some(user.to_owned()) });
+    }
+    None
+}
+
+/// The organization segment of a `/v1/{org}/…` path.
+pub fn path_org(path: &str) -> Option<&str> {
+    let mut segments = path.strip_prefix("/v1/")?.split('/');
+    segments.next().filter(|s| !s.is_empty())
+}
+
+/// Runs the guard for `op` and, when it passes, the handler with a [`Caller`] in the request's
+/// extensions; the rate-limit headers are added to whatever the handler answers.
+pub async fn guard(State(state): State<AppState>, op: &'static Operation, mut req: Request, next: Next) -> Response {
+    // The request body is not `Sync`, so only the parts the checks need cross the awaits.
+    let headers = req.headers().clone();
+    let path = req.uri().path().to_owned();
+    match admit(&state, op, &headers, &path).await {
+        Ok((caller, rate)) => {
+            req.extensions_mut().insert(caller);
+            let mut response = next.run(req).await;
+            if let Some(rate) = rate {
+                response.headers_mut().extend(rate.headers());
+            }
+            response
+        }
+        Err(err) => {
+            if op.basic_challenge && err.status() == StatusCode::UNAUTHORIZED {
+                err.with_header(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"toolsmith\""))
+                    .into_response()
+            } else {
+                err.into_response()
+            }
+        }
+    }
+}
+
+async fn admit(
+    state: &AppState,
+    op: &'static Operation,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<(Caller, Option<super::rate_limit::RateStatus>), ApiError> {
+    let presented = presented(headers).ok_or_else(ApiError::unauthorized)?;
+    let claims = state.tokens().verify(&presented.token).map_err(|err| {
+        tracing::debug!(error = %err, "token refused");
+        ApiError::unauthorized()
+    })?;
+    if let Some(user) = &presented.basic_user {
+        if *user != format!("{}_{}", claims.org, claims.sub) {
+            return Err(ApiError::unauthorized());
+        }
+    }
+    if let Some(issuer) = headers.get("x-org-id") {
+        if issuer.as_bytes() != claims.org.as_bytes() {
+            return Err(ApiError::unauthorized());
+        }
+    }
+
+    let org_not_found = || ApiError::not_found(op.org_not_found);
+    let org = path_org(path).ok_or_else(org_not_found)?;
+    let org = OrgId::parse(org).map_err(|_| org_not_found())?;
+    let store = state.store();
+    if store.get_org(org.as_str()).await?.is_none() {
+        return Err(org_not_found());
+    }
+    let roles = if claims.org == org.as_str() {
+        // A deleted user's token stops working at once, not when it expires.
+        if store.get_user(&claims.org, &claims.sub).await?.is_none() {
+            return Err(ApiError::unauthorized());
+        }
+        store.roles_of(org.as_str(), &claims.org, &claims.sub).await?
+    } else {
+        let roles = store.roles_of(org.as_str(), &claims.org, &claims.sub).await?;
+        if roles.is_empty() {
+            return Err(org_not_found());
+        }
+        roles
+    };
+
+    let bucket = format!("{}|{}|{}", op.id, claims.org, claims.sub);
+    let rate = state.limiter().hit(&bucket, op.per_minute).await;
+    if let Some(status) = rate.filter(|s| s.exceeded) {
+        let mut err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, rate_limit_message(op.per_minute));
+        for (name, value) in status.headers().iter() {
+            err = err.with_header(name.clone(), value.clone());
+        }
+        return Err(err);
+    }
+
+    let caller = Caller {
+        org_id: org.as_str().to_owned(),
+        user: UserRef { org_id: claims.org, user_id: claims.sub },
+        permissions: PermissionSet::from_roles(roles),
+    };
+    if let Some(permission) = op.permission {
+        caller.require(permission)?;
+    }
+    Ok((caller, rate))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_from_bearer_and_basic() {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer abc.def.ghi"));
+        let p = presented(&h).unwrap();
+        assert_eq!((p.token.as_str(), p.basic_user), ("abc.def.ghi", None));
+        let basic = format!("Basic {}", STANDARD.encode("acme_0123:tok.en.x"));
+        h.insert(AUTHORIZATION, HeaderValue::from_str(&basic).unwrap());
+        let p = presented(&h).unwrap();
+        assert_eq!((p.token.as_str(), p.basic_user.as_deref()), ("tok.en.x", Some("acme_0123")));
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Digest x"));
+        assert!(presented(&h).is_none());
+    }
+
+    #[test]
+    fn org_segment() {
+        assert_eq!(path_org("/v1/acme/tool/"), Some("acme"));
+        assert_eq!(path_org("/v1//tool"), None);
+        assert_eq!(path_org("/v2/acme"), None);
+    }
+}

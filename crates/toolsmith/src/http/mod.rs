@@ -1,0 +1,90 @@
+//! The HTTP layer: the route list, the request guard, the error envelope and the wire shapes.
+//!
+//! Architecture invariant: this is the only module that knows HTTP. Handlers translate between
+//! wire JSON and domain/store types and call into the inner crates; they never contain SQL.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod operations;
+pub mod params;
+pub mod rate_limit;
+pub mod routes;
+pub mod wire;
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, MethodRouter};
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use error::ApiError;
+use operations::Operation;
+use routes::{docs, envvars, signin, tools};
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Wraps a method router in the request guard of `op`.
+fn guarded(state: &AppState, op: &'static Operation, route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route.layer(middleware::from_fn_with_state(state.clone(), move |s: State<AppState>, req: Request, next: Next| {
+        auth::guard(s, op, req, next)
+    }))
+}
+
+/// The complete route list of the service.
+pub fn router(state: AppState) -> Router {
+    use operations::*;
+    let tools_collection = guarded(&state, &GET_TOOLS, get(tools::list)).merge(guarded(&state, &CREATE_TOOL, post(tools::create)));
+    let tool = guarded(&state, &MODIFY_TOOL, post(tools::modify)).merge(guarded(&state, &DEPRECATE_TOOL, delete(tools::deprecate)));
+    let body_limit = state.settings().max_body_bytes;
+
+    Router::new()
+        .route("/v1/{org}/user/signin_with_api_key", post(signin::sign_in))
+        // The contract writes the collection with a trailing slash; clients differ, so both work.
+        .route("/v1/{org}/tool/", tools_collection.clone())
+        .route("/v1/{org}/tool", tools_collection)
+        .route("/v1/{org}/tool/{tool_id}", tool)
+        .route("/v1/{org}/tool/{tool_id}/envvar", guarded(&state, &MODIFY_ENVVARS, post(envvars::modify)))
+        .route("/openapi.json", get(docs::openapi))
+        .route("/docs", get(docs::page))
+        .route("/healthz", get(docs::health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(no_store_on_errors))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "Not Found")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+}
+
+/// Error answers must not be cached by intermediaries (a 404 for a tool created a second later).
+async fn no_store_on_errors(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    if response.status().is_client_error() || response.status().is_server_error() {
+        response
+            .headers_mut()
+            .insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    }
+    response.into_response()
+}
+
+/// How long the server waits for in-flight requests when shutting down.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

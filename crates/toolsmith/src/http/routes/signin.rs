@@ -1,0 +1,63 @@
+//! `POST /v1/{org}/user/signin_with_api_key`: trade an organization's API key for a token.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use toolsmith_domain::time::Timestamp;
+use toolsmith_domain::OrgId;
+
+use crate::app::AppState;
+use crate::http::error::{ApiError, FieldError, Loc};
+use crate::http::operations::{rate_limit_message, SIGN_IN};
+use crate::http::wire::SignInResponse;
+use crate::identity::api_key;
+
+const REFUSED: &str = "API key not found, is incorrect, or the requested user is not found.";
+
+/// Issues a token for `x-user-id` when `x-api-key-id`/`x-api-key` name a live key of the
+/// organization.
+pub async fn sign_in(State(state): State<AppState>, Path(org): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (key, key_id, user_id) = (header("x-api-key"), header("x-api-key-id"), header("x-user-id"));
+    let missing: Vec<FieldError> = [("x-api-key", &key), ("x-api-key-id", &key_id), ("x-user-id", &user_id)]
+        .into_iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(name, _)| FieldError::new(vec![Loc::from("header"), Loc::from(name)], "missing", "Field required", None))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::validation(missing));
+    }
+    let (key, key_id, user_id) = (key.unwrap_or_default(), key_id.unwrap_or_default(), user_id.unwrap_or_default());
+
+    let store = state.store();
+    let org = OrgId::parse(&org).map_err(|_| ApiError::not_found(SIGN_IN.org_not_found))?;
+    if store.get_org(org.as_str()).await?.is_none() {
+        return Err(ApiError::not_found(SIGN_IN.org_not_found));
+    }
+    // Throttled per key id: guessing a key's secret is limited to a handful of tries a minute.
+    let rate = state.limiter().hit(&format!("{}|{}|{}", SIGN_IN.id, org, key_id), SIGN_IN.per_minute).await;
+    if let Some(status) = rate.filter(|s| s.exceeded) {
+        let mut err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, rate_limit_message(SIGN_IN.per_minute));
+        for (name, value) in status.headers().iter() {
+            err = err.with_header(name.clone(), value.clone());
+        }
+        return Err(err);
+    }
+
+    let record = store.get_api_key(org.as_str(), &key_id).await?.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, REFUSED))?;
+    let now = Timestamp::now();
+    let live = record.revoked_at.is_none() && record.expires_at.is_none_or(|at| at > now);
+    if !live || !api_key::matches(&key, &record.secret_sha256) {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, REFUSED));
+    }
+    if store.get_user(org.as_str(), &user_id).await?.is_none() {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, REFUSED));
+    }
+    let (id_token, expires_at) = state.tokens().issue(org.as_str(), &user_id, state.settings().token_ttl.as_secs() as i64);
+    let mut response = Json(SignInResponse { id_token, expires_at: expires_at.to_rfc3339() }).into_response();
+    if let Some(status) = rate {
+        response.headers_mut().extend(status.headers());
+    }
+    Ok(response)
+}

@@ -1,0 +1,59 @@
+//! API keys: an id and a high-entropy secret with a recognizable prefix. Only the secret's
+//! SHA-256 is stored: the secret is high-entropy, so a fast hash is enough, and a leaked database
+//! does not leak usable keys.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// The prefix of every API key secret, so that secret scanners and people recognize one.
+pub const SECRET_PREFIX: &str = "tsk_";
+
+/// A freshly generated key: its id, its secret (shown once) and the secret's hash (stored).
+pub struct NewApiKey {
+    /// The key id, sent as `x-api-key-id`.
+    pub id: String,
+    /// The secret, sent as `x-api-key`; never stored.
+    pub secret: String,
+    /// Hex SHA-256 of the secret.
+    pub secret_sha256: String,
+}
+
+/// Generates a key with 256 bits of entropy.
+pub fn generate() -> NewApiKey {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let secret = format!("{SECRET_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+    NewApiKey {
+        id: toolsmith_domain::ObjectId::generate().to_string(),
+        secret_sha256: hash(&secret),
+        secret,
+    }
+}
+
+/// The stored form of a secret.
+pub fn hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Whether `secret` matches `stored_sha256`, compared in constant time.
+pub fn matches(secret: &str, stored_sha256: &str) -> bool {
+    let candidate = hash(secret);
+    candidate.len() == stored_sha256.len()
+        && candidate.bytes().zip(stored_sha256.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_match_only_their_own_secret() {
+        let key = generate();
+        assert!(key.secret.starts_with(SECRET_PREFIX));
+        assert!(matches(&key.secret, &key.secret_sha256));
+        assert!(!matches("tsk_wrong", &key.secret_sha256));
+        assert_ne!(generate().secret, key.secret);
+    }
+}

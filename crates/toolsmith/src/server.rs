@@ -1,0 +1,96 @@
+//! Starting the service: open the store, load keys, bootstrap, listen, shut down gracefully.
+
+use std::sync::Mutex;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use toolsmith_store::Store;
+
+use crate::app::{AppState, Settings};
+use crate::config::{LogFormat, ServeArgs, StorageArgs, Switch};
+use crate::http::rate_limit::RateLimiter;
+use crate::identity::token::TokenSigner;
+use crate::{bootstrap, keys};
+
+/// Opens the store named by `storage`, creating the data directory (mode 0700) when needed.
+pub async fn open_store(storage: &StorageArgs) -> anyhow::Result<Store> {
+    storage.validate().map_err(anyhow::Error::msg)?;
+    create_data_dir(&storage.data_dir)?;
+    let keyring = keys::load_keyring(&storage.data_dir)?;
+    let url = storage.url();
+    Store::open(&url, keyring)
+        .await
+        .with_context(|| format!("opening the database at {}", crate::config::redact_url(&url)))
+}
+
+fn create_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// The rate limiter fitting the store: in memory for SQLite (one process), in the database for
+/// PostgreSQL (several processes), or none.
+pub fn rate_limiter(store: &Store, switch: Switch) -> RateLimiter {
+    match (switch, store.dialect()) {
+        (Switch::Off, _) => RateLimiter::Off,
+        (Switch::On, toolsmith_store::Dialect::Sqlite) => RateLimiter::Memory(Mutex::new(Default::default())),
+        (Switch::On, toolsmith_store::Dialect::Postgres) => RateLimiter::Database(store.clone()),
+    }
+}
+
+/// Builds the application state.
+pub fn state(store: Store, token_key: Vec<u8>, limiter: RateLimiter, settings: Settings) -> AppState {
+    AppState::new(store, TokenSigner::new(token_key), limiter, settings)
+}
+
+/// Sets up logging: text or JSON lines, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// `toolsmith serve`.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = args.settings().map_err(anyhow::Error::msg)?;
+    init_logging(args.log_format);
+    let store = open_store(&args.storage).await?;
+    let token_key = keys::load_token_key(&args.storage.data_dir)?;
+    if let Some(created) = bootstrap::bootstrap_if_empty(&store, &args.bootstrap_org).await? {
+        println!("{}", bootstrap::welcome(&created, &args.public_url()));
+    }
+    let limiter = rate_limiter(&store, args.rate_limits);
+    let app = crate::http::router(state(store.clone(), token_key, limiter, settings));
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {} (is another server running there?)", args.listen))?;
+    tracing::info!(address = %args.listen, backend = ?store.dialect(), "toolsmith is listening");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
