@@ -32,10 +32,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 impl ObjectId {
     /// Creates a new, unique id.
     pub fn generate() -> Self {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as u32)
-            .unwrap_or(0);
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0);
         let mut bytes = [0u8; 12];
         bytes[..4].copy_from_slice(&secs.to_be_bytes());
         rand::thread_rng().fill_bytes(&mut bytes[4..9]);
@@ -97,9 +94,7 @@ impl OrgId {
         let valid = !bytes.is_empty()
             && bytes.len() <= 63
             && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+            && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
         if valid {
             Ok(OrgId(s.to_owned()))
         } else {

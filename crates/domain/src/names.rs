@@ -84,9 +84,7 @@ impl EnvVarName {
             return Err(NameError::Empty);
         }
         let first_ok = bytes[0].is_ascii_uppercase() || bytes[0] == b'_';
-        let rest_ok = bytes
-            .iter()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_');
+        let rest_ok = bytes.iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_');
         if !first_ok || !rest_ok {
             return Err(NameError::Pattern(ENV_VAR_NAME_PATTERN));
         }

@@ -131,12 +131,7 @@ impl Role {
                 GetToolInvocation,
             ],
             Role::Invoker => &[GetTool, InvokeTool],
-            Role::Viewer => &[
-                GetTool,
-                GetInteractionInsights,
-                GetSimulationUnitTestSetRun,
-                GetToolInvocation,
-            ],
+            Role::Viewer => &[GetTool, GetInteractionInsights, GetSimulationUnitTestSetRun, GetToolInvocation],
             Role::RepoReader => &[AccessRepo],
         }
     }

@@ -26,16 +26,12 @@ impl Timestamp {
     /// RFC 3339 with millisecond precision and a `Z` suffix, as the wire examples show
     /// (`2025-07-26T05:36:03.778Z`).
     pub fn to_rfc3339(self) -> String {
-        DateTime::<Utc>::from_timestamp_micros(self.0)
-            .unwrap_or_default()
-            .to_rfc3339_opts(SecondsFormat::Millis, true)
+        DateTime::<Utc>::from_timestamp_micros(self.0).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
     }
 
     /// Parses an RFC 3339 timestamp.
     pub fn parse_rfc3339(s: &str) -> Option<Self> {
-        DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(|t| Timestamp(t.with_timezone(&Utc).timestamp_micros()))
+        DateTime::parse_from_rfc3339(s).ok().map(|t| Timestamp(t.with_timezone(&Utc).timestamp_micros()))
     }
 }
 

@@ -37,11 +37,8 @@ impl Db {
             let read = sqlite_pool(&url, 4).await?;
             Ok(Db { write, read, dialect: Dialect::Sqlite })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let pool = AnyPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect(url)
-                .await?;
+            let pool =
+                AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(30)).connect(url).await?;
             Ok(Db { write: pool.clone(), read: pool, dialect: Dialect::Postgres })
         } else {
             Err(StoreError::Database(sqlx::Error::Configuration(
@@ -74,10 +71,7 @@ async fn sqlite_pool(url: &str, connections: u32) -> Result<AnyPool, StoreError>
 
 /// Builds `$start, $start+1, …` placeholders for an `IN (…)` list of `count` values.
 pub(crate) fn placeholders(start: usize, count: usize) -> String {
-    (start..start + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    (start..start + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Reads an integer column that holds a boolean (0 or 1) in both dialects.

@@ -97,7 +97,9 @@ impl Store {
         }
         let live = |name: &EnvVarName| existing.get(name.as_str()).filter(|e| e.deleted_at.is_none());
 
-        if changes.updates.iter().any(|(name, _)| live(name).is_none()) || changes.deletes.iter().any(|n| live(n).is_none()) {
+        if changes.updates.iter().any(|(name, _)| live(name).is_none())
+            || changes.deletes.iter().any(|n| live(n).is_none())
+        {
             return Err(StoreError::EnvVarsInvalid);
         }
         let window_start = now.plus_secs(-tombstone_secs).0;
@@ -157,14 +159,16 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("UPDATE tools SET updated_by_org = $3, updated_by_user = $4, updated_at = $5 WHERE org_id = $1 AND id = $2")
-            .bind(org_id)
-            .bind(tool_id)
-            .bind(&by.org_id)
-            .bind(&by.user_id)
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE tools SET updated_by_org = $3, updated_by_user = $4, updated_at = $5 WHERE org_id = $1 AND id = $2",
+        )
+        .bind(org_id)
+        .bind(tool_id)
+        .bind(&by.org_id)
+        .bind(&by.user_id)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -193,7 +197,8 @@ impl Store {
             } else {
                 bytes
             };
-            let value = String::from_utf8(plain).map_err(|_| StoreError::Corrupt(format!("env var {name} is not UTF-8")))?;
+            let value =
+                String::from_utf8(plain).map_err(|_| StoreError::Corrupt(format!("env var {name} is not UTF-8")))?;
             values.push(EnvVarValue { name, value, is_secret });
         }
         Ok(values)
@@ -232,7 +237,10 @@ impl Store {
         for row in rows {
             let (org_id, tool_id, name): (String, String, String) =
                 (row.try_get("org_id")?, row.try_get("tool_id")?, row.try_get("name")?);
-            let old = Sealed { key_id: row.try_get::<Option<String>, _>("key_id")?.unwrap_or_default(), bytes: row.try_get("value")? };
+            let old = Sealed {
+                key_id: row.try_get::<Option<String>, _>("key_id")?.unwrap_or_default(),
+                bytes: row.try_get("value")?,
+            };
             let plain = self.keyring.open(&org_id, &tool_id, &name, &old)?;
             let new = self.keyring.seal(&org_id, &tool_id, &name, &plain)?;
             // Only replace what was read: a value updated meanwhile is already sealed anew.

@@ -30,10 +30,7 @@ impl StoreError {
     /// Whether the database could not be reached (as opposed to a query failing): callers answer
     /// "try again later" rather than "something broke".
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
-        )
+        matches!(self, StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)))
     }
 
     pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {

@@ -110,7 +110,13 @@ impl Store {
     }
 
     /// Grants `role` in `org_id` to the user `user_id` of `user_org_id`; granting twice is a no-op.
-    pub async fn grant_role(&self, org_id: &str, user_org_id: &str, user_id: &str, role: Role) -> Result<(), StoreError> {
+    pub async fn grant_role(
+        &self,
+        org_id: &str,
+        user_org_id: &str,
+        user_id: &str,
+        role: Role,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO role_grants (org_id, user_org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (org_id, user_org_id, user_id, role) DO NOTHING",
@@ -126,14 +132,22 @@ impl Store {
     }
 
     /// Revokes a role; returns whether the user had it.
-    pub async fn revoke_role(&self, org_id: &str, user_org_id: &str, user_id: &str, role: Role) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM role_grants WHERE org_id = $1 AND user_org_id = $2 AND user_id = $3 AND role = $4")
-            .bind(org_id)
-            .bind(user_org_id)
-            .bind(user_id)
-            .bind(role.as_str())
-            .execute(&self.db.write)
-            .await?;
+    pub async fn revoke_role(
+        &self,
+        org_id: &str,
+        user_org_id: &str,
+        user_id: &str,
+        role: Role,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM role_grants WHERE org_id = $1 AND user_org_id = $2 AND user_id = $3 AND role = $4",
+        )
+        .bind(org_id)
+        .bind(user_org_id)
+        .bind(user_id)
+        .bind(role.as_str())
+        .execute(&self.db.write)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -196,12 +210,13 @@ impl Store {
 
     /// Revokes an API key; returns whether it existed and was live.
     pub async fn revoke_api_key(&self, org_id: &str, key_id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE api_keys SET revoked_at = $3 WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL")
-            .bind(org_id)
-            .bind(key_id)
-            .bind(Timestamp::now().0)
-            .execute(&self.db.write)
-            .await?;
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = $3 WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL")
+                .bind(org_id)
+                .bind(key_id)
+                .bind(Timestamp::now().0)
+                .execute(&self.db.write)
+                .await?;
         Ok(done.rows_affected() > 0)
     }
 }
@@ -215,11 +230,7 @@ fn already_exists(err: sqlx::Error) -> StoreError {
 }
 
 fn org_from_row(r: &AnyRow) -> Result<Organization, sqlx::Error> {
-    Ok(Organization {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        created_at: Timestamp(r.try_get("created_at")?),
-    })
+    Ok(Organization { id: r.try_get("id")?, name: r.try_get("name")?, created_at: Timestamp(r.try_get("created_at")?) })
 }
 
 fn user_from_row(r: &AnyRow) -> Result<UserRecord, sqlx::Error> {

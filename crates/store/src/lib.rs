@@ -18,6 +18,7 @@ pub use locks::ToolLock;
 mod migrate;
 mod rate_limits;
 pub mod secrets;
+pub mod testing;
 mod tools;
 
 pub use db::Dialect;

@@ -28,7 +28,13 @@ pub struct ToolLock {
 impl Store {
     /// Tries to take the operation lock of a tool for `lease`; `None` when another live holder
     /// has it. The lease is renewed in the background for as long as the returned guard lives.
-    pub async fn lock_tool(&self, org_id: &str, tool_id: &str, operation: &str, lease: Duration) -> Result<Option<ToolLock>, StoreError> {
+    pub async fn lock_tool(
+        &self,
+        org_id: &str,
+        tool_id: &str,
+        operation: &str,
+        lease: Duration,
+    ) -> Result<Option<ToolLock>, StoreError> {
         let holder = ObjectId::generate().to_string();
         let now = Timestamp::now();
         let lease_secs = lease.as_secs().max(1) as i64;
@@ -53,18 +59,39 @@ impl Store {
             return Ok(None);
         }
         let released = Arc::new(AtomicBool::new(false));
-        spawn_renewal(self.clone(), org_id.to_owned(), tool_id.to_owned(), holder.clone(), lease_secs, released.clone());
-        Ok(Some(ToolLock { store: self.clone(), org_id: org_id.to_owned(), tool_id: tool_id.to_owned(), holder, released }))
+        spawn_renewal(
+            self.clone(),
+            org_id.to_owned(),
+            tool_id.to_owned(),
+            holder.clone(),
+            lease_secs,
+            released.clone(),
+        );
+        Ok(Some(ToolLock {
+            store: self.clone(),
+            org_id: org_id.to_owned(),
+            tool_id: tool_id.to_owned(),
+            holder,
+            released,
+        }))
     }
 
-    async fn renew_tool_lock(&self, org_id: &str, tool_id: &str, holder: &str, lease_secs: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE tool_operation_locks SET expires_at = $4 WHERE org_id = $1 AND tool_id = $2 AND holder = $3")
-            .bind(org_id)
-            .bind(tool_id)
-            .bind(holder)
-            .bind(Timestamp::now().plus_secs(lease_secs).0)
-            .execute(&self.db.write)
-            .await?;
+    async fn renew_tool_lock(
+        &self,
+        org_id: &str,
+        tool_id: &str,
+        holder: &str,
+        lease_secs: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tool_operation_locks SET expires_at = $4 WHERE org_id = $1 AND tool_id = $2 AND holder = $3",
+        )
+        .bind(org_id)
+        .bind(tool_id)
+        .bind(holder)
+        .bind(Timestamp::now().plus_secs(lease_secs).0)
+        .execute(&self.db.write)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -79,7 +106,14 @@ impl Store {
     }
 }
 
-fn spawn_renewal(store: Store, org_id: String, tool_id: String, holder: String, lease_secs: i64, released: Arc<AtomicBool>) {
+fn spawn_renewal(
+    store: Store,
+    org_id: String,
+    tool_id: String,
+    holder: String,
+    lease_secs: i64,
+    released: Arc<AtomicBool>,
+) {
     let period = Duration::from_millis((lease_secs as u64 * 1000 / 3).max(200));
     tokio::spawn(async move {
         loop {
@@ -114,7 +148,8 @@ impl Drop for ToolLock {
         }
         // Dropped without an explicit release (an error path or a cancelled request): release in
         // the background; if even that fails the lease runs out.
-        let (store, org_id, tool_id, holder) = (self.store.clone(), self.org_id.clone(), self.tool_id.clone(), self.holder.clone());
+        let (store, org_id, tool_id, holder) =
+            (self.store.clone(), self.org_id.clone(), self.tool_id.clone(), self.holder.clone());
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 if let Err(err) = store.release_tool_lock(&org_id, &tool_id, &holder).await {

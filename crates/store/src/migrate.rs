@@ -28,17 +28,11 @@ const MIGRATION_LOCK_KEY: i64 = 0x746f_6f6c_736d;
 pub(crate) async fn run(db: &Db) -> Result<(), StoreError> {
     let mut conn = db.write.acquire().await?;
     if db.dialect == Dialect::Postgres {
-        sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(MIGRATION_LOCK_KEY)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK_KEY).execute(&mut *conn).await?;
     }
     let result = apply_pending(&mut conn, db.dialect).await;
     if db.dialect == Dialect::Postgres {
-        sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(MIGRATION_LOCK_KEY)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK_KEY).execute(&mut *conn).await?;
     }
     result
 }

@@ -321,7 +321,10 @@ pub(crate) enum Bind {
     Int(i64),
 }
 
-pub(crate) fn bind_all<'q>(mut query: Query<'q, Any, AnyArguments<'q>>, binds: &'q [Bind]) -> Query<'q, Any, AnyArguments<'q>> {
+pub(crate) fn bind_all<'q>(
+    mut query: Query<'q, Any, AnyArguments<'q>>,
+    binds: &'q [Bind],
+) -> Query<'q, Any, AnyArguments<'q>> {
     for b in binds {
         query = match b {
             Bind::Text(s) => query.bind(s.as_str()),
@@ -331,7 +334,12 @@ pub(crate) fn bind_all<'q>(mut query: Query<'q, Any, AnyArguments<'q>>, binds: &
     query
 }
 
-async fn insert_tags(tx: &mut sqlx::Transaction<'_, Any>, org_id: &str, tool_id: &str, tags: &[Tag]) -> Result<(), StoreError> {
+async fn insert_tags(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    org_id: &str,
+    tool_id: &str,
+    tags: &[Tag],
+) -> Result<(), StoreError> {
     for tag in tags {
         sqlx::query("INSERT INTO tool_tags (org_id, tool_id, key, value) VALUES ($1, $2, $3, $4)")
             .bind(org_id)

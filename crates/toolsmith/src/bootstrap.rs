@@ -29,7 +29,12 @@ pub async fn create_org_with_admin(store: &Store, org_id: &str, name: &str) -> R
 }
 
 /// Creates an API key for an organization and returns (id, secret).
-pub async fn create_api_key(store: &Store, org_id: &str, description: &str, expires_in_days: Option<i64>) -> Result<(String, String), StoreError> {
+pub async fn create_api_key(
+    store: &Store,
+    org_id: &str,
+    description: &str,
+    expires_in_days: Option<i64>,
+) -> Result<(String, String), StoreError> {
     let key = api_key::generate();
     store
         .create_api_key(&ApiKeyRecord {

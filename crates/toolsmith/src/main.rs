@@ -13,14 +13,16 @@ async fn main() -> std::process::ExitCode {
             println!("database is up to date");
             drop(store);
         }),
-        Command::Admin { storage, action } => async {
-            let store = server::open_store(&storage).await?;
-            let token_key = keys::load_token_key(&storage.data_dir)?;
-            let result = admin::run(&store, action, &storage, token_key).await;
-            store.close().await;
-            result
+        Command::Admin { storage, action } => {
+            async {
+                let store = server::open_store(&storage).await?;
+                let token_key = keys::load_token_key(&storage.data_dir)?;
+                let result = admin::run(&store, action, &storage, token_key).await;
+                store.close().await;
+                result
+            }
+            .await
         }
-        .await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -91,8 +91,7 @@ pub async fn guard(State(state): State<AppState>, op: &'static Operation, mut re
         }
         Err(err) => {
             if op.basic_challenge && err.status() == StatusCode::UNAUTHORIZED {
-                err.with_header(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"toolsmith\""))
-                    .into_response()
+                err.with_header(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"toolsmith\"")).into_response()
             } else {
                 err.into_response()
             }

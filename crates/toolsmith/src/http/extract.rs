@@ -37,9 +37,10 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParams {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| ApiError::invalid(vec![Loc::from("path")], "path_parsing", rejection.body_text(), None))?;
+        let Path(params) =
+            Path::<HashMap<String, String>>::from_request_parts(parts, state).await.map_err(|rejection| {
+                ApiError::invalid(vec![Loc::from("path")], "path_parsing", rejection.body_text(), None)
+            })?;
         Ok(PathParams(params))
     }
 }

@@ -40,8 +40,13 @@ fn guarded(state: &AppState, op: &'static Operation, route: MethodRouter<AppStat
 /// The complete route list of the service.
 pub fn router(state: AppState) -> Router {
     use operations::*;
-    let tools_collection = guarded(&state, &GET_TOOLS, get(tools::list)).merge(guarded(&state, &CREATE_TOOL, post(tools::create)));
-    let tool = guarded(&state, &MODIFY_TOOL, post(tools::modify)).merge(guarded(&state, &DEPRECATE_TOOL, delete(tools::deprecate)));
+    let tools_collection =
+        guarded(&state, &GET_TOOLS, get(tools::list)).merge(guarded(&state, &CREATE_TOOL, post(tools::create)));
+    let tool = guarded(&state, &MODIFY_TOOL, post(tools::modify)).merge(guarded(
+        &state,
+        &DEPRECATE_TOOL,
+        delete(tools::deprecate),
+    ));
     let body_limit = state.settings().max_body_bytes;
 
     Router::new()

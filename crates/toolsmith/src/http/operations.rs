@@ -19,7 +19,12 @@ pub struct Operation {
     pub basic_challenge: bool,
 }
 
-const fn op(id: &'static str, per_minute: u32, permission: Option<Permission>, org_not_found: &'static str) -> Operation {
+const fn op(
+    id: &'static str,
+    per_minute: u32,
+    permission: Option<Permission>,
+    org_not_found: &'static str,
+) -> Operation {
     Operation { id, per_minute, permission, org_not_found, basic_challenge: false }
 }
 

@@ -48,9 +48,7 @@ fn qloc(name: &str) -> Vec<Loc> {
 impl Query {
     /// Decodes a raw query string (`None` when the URL has none).
     pub fn parse(raw: Option<&str>) -> Self {
-        let pairs = raw
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
+        let pairs = raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
         Query { pairs }
     }
 
@@ -86,16 +84,31 @@ impl Query {
         let Some(raw) = self.last(name) else { return default };
         let input = Some(Value::String(raw.to_owned()));
         let Ok(value) = raw.trim().parse::<i64>() else {
-            problems.push(qloc(name), "int_parsing", "Input should be a valid integer, unable to parse string as an integer", input);
+            problems.push(
+                qloc(name),
+                "int_parsing",
+                "Input should be a valid integer, unable to parse string as an integer",
+                input,
+            );
             return default;
         };
         if value < min {
-            problems.push(qloc(name), "greater_than_equal", format!("Input should be greater than or equal to {min}"), input);
+            problems.push(
+                qloc(name),
+                "greater_than_equal",
+                format!("Input should be greater than or equal to {min}"),
+                input,
+            );
             return default;
         }
         if let Some(max) = max {
             if value > max {
-                problems.push(qloc(name), "less_than_equal", format!("Input should be less than or equal to {max}"), input);
+                problems.push(
+                    qloc(name),
+                    "less_than_equal",
+                    format!("Input should be less than or equal to {max}"),
+                    input,
+                );
                 return default;
             }
         }
@@ -137,10 +150,7 @@ impl Query {
                     problems.push(
                         vec![Loc::from("query"), Loc::from("sort_by"), Loc::from(i)],
                         "value_error",
-                        format!(
-                            "Value error, each item must be '+' or '-' followed by one of: {}",
-                            names.join(", ")
-                        ),
+                        format!("Value error, each item must be '+' or '-' followed by one of: {}", names.join(", ")),
                         Some(Value::String(raw.clone())),
                     );
                 }
@@ -308,7 +318,8 @@ mod tests {
 
     #[test]
     fn query_lists_bools_ints_and_sort_keys() {
-        let q = Query::parse(Some("id=a&id=b&deprecated=yes&limit=5&sort_by=%2Bname&sort_by=-deprecated&sort_by=+name"));
+        let q =
+            Query::parse(Some("id=a&id=b&deprecated=yes&limit=5&sort_by=%2Bname&sort_by=-deprecated&sort_by=+name"));
         assert_eq!(q.all("id"), vec!["a", "b"]);
         let mut p = Problems::default();
         assert_eq!(q.opt_bool("deprecated", &mut p), Some(true));
@@ -320,7 +331,8 @@ mod tests {
 
     #[test]
     fn bad_query_values_are_all_reported() {
-        let q = Query::parse(Some("deprecated=maybe&limit=50&sort_by=name&sort_by=%2Bcolor&id=xyz&continuation_token=x"));
+        let q =
+            Query::parse(Some("deprecated=maybe&limit=50&sort_by=name&sort_by=%2Bcolor&id=xyz&continuation_token=x"));
         let mut p = Problems::default();
         q.opt_bool("deprecated", &mut p);
         q.int("limit", 10, 1, Some(20), &mut p);

@@ -25,11 +25,7 @@ pub fn generate() -> NewApiKey {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let secret = format!("{SECRET_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
-    NewApiKey {
-        id: toolsmith_domain::ObjectId::generate().to_string(),
-        secret_sha256: hash(&secret),
-        secret,
-    }
+    NewApiKey { id: toolsmith_domain::ObjectId::generate().to_string(), secret_sha256: hash(&secret), secret }
 }
 
 /// The stored form of a secret.

@@ -86,7 +86,8 @@ impl TokenSigner {
     /// Verifies a token's signature, algorithm, issuer and expiry.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TokenError::Malformed);
         };
@@ -103,8 +104,9 @@ impl TokenSigner {
         if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
             return Err(TokenError::BadSignature);
         }
-        let claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?)
-            .map_err(|_| TokenError::Malformed)?;
+        let claims: Claims =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?)
+                .map_err(|_| TokenError::Malformed)?;
         if claims.iss != ISSUER {
             return Err(TokenError::BadSignature);
         }
@@ -134,7 +136,8 @@ mod tests {
         let (token, _) = signer.issue("acme", "u", 3600);
         assert_eq!(TokenSigner::new(vec![8; 32]).verify(&token), Err(TokenError::BadSignature));
         let mut parts: Vec<&str> = token.split('.').collect();
-        let forged = URL_SAFE_NO_PAD.encode(br#"{"iss":"toolsmith","sub":"u","org":"other","iat":0,"exp":99999999999}"#);
+        let forged =
+            URL_SAFE_NO_PAD.encode(br#"{"iss":"toolsmith","sub":"u","org":"other","iat":0,"exp":99999999999}"#);
         parts[1] = &forged;
         assert_eq!(signer.verify(&parts.join(".")), Err(TokenError::BadSignature));
         let (expired, _) = signer.issue("acme", "u", -10);

@@ -20,9 +20,11 @@ use crate::http::params::{Fields, Problems};
 /// The most changes one request may carry; far above any real tool's needs.
 const MAX_CHANGES: usize = 100;
 
-const INVALID: &str = "The specified environment variables to update or delete do not exist, or the environment variables to \
+const INVALID: &str =
+    "The specified environment variables to update or delete do not exist, or the environment variables to \
                        delete are used by non-deprecated tool versions.";
-const CONFLICT: &str = "An environment variable with the same name as the one to insert exists or has been recently deleted.";
+const CONFLICT: &str =
+    "An environment variable with the same name as the one to insert exists or has been recently deleted.";
 
 /// Applies one batch of env var changes.
 pub async fn modify(

@@ -17,7 +17,11 @@ const REFUSED: &str = "API key not found, is incorrect, or the requested user is
 
 /// Issues a token for `x-user-id` when `x-api-key-id`/`x-api-key` name a live key of the
 /// organization.
-pub async fn sign_in(State(state): State<AppState>, Path(org): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn sign_in(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (key, key_id, user_id) = (header("x-api-key"), header("x-api-key-id"), header("x-user-id"));
     let missing: Vec<FieldError> = [("x-api-key", &key), ("x-api-key-id", &key_id), ("x-user-id", &user_id)]
@@ -45,7 +49,10 @@ pub async fn sign_in(State(state): State<AppState>, Path(org): Path<String>, hea
         return Err(err);
     }
 
-    let record = store.get_api_key(org.as_str(), &key_id).await?.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, REFUSED))?;
+    let record = store
+        .get_api_key(org.as_str(), &key_id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, REFUSED))?;
     let now = Timestamp::now();
     let live = record.revoked_at.is_none() && record.expires_at.is_none_or(|at| at > now);
     if !live || !api_key::matches(&key, &record.secret_sha256) {
@@ -54,7 +61,8 @@ pub async fn sign_in(State(state): State<AppState>, Path(org): Path<String>, hea
     if store.get_user(org.as_str(), &user_id).await?.is_none() {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, REFUSED));
     }
-    let (id_token, expires_at) = state.tokens().issue(org.as_str(), &user_id, state.settings().token_ttl.as_secs() as i64);
+    let (id_token, expires_at) =
+        state.tokens().issue(org.as_str(), &user_id, state.settings().token_ttl.as_secs() as i64);
     let mut response = Json(SignInResponse { id_token, expires_at: expires_at.to_rfc3339() }).into_response();
     if let Some(status) = rate {
         response.headers_mut().extend(status.headers());

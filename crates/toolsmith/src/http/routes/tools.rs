@@ -47,14 +47,9 @@ pub async fn list(
     problems.finish(())?;
 
     let store = state.store();
-    let page = store
-        .list_tools(&caller.org_id, &ToolQuery { ids, deprecated, tags, sort, limit, offset })
-        .await?;
-    let filter_values = if offset == 0 {
-        Some(ToolFilterValues { tags: store.tag_keys(&caller.org_id).await? })
-    } else {
-        None
-    };
+    let page = store.list_tools(&caller.org_id, &ToolQuery { ids, deprecated, tags, sort, limit, offset }).await?;
+    let filter_values =
+        if offset == 0 { Some(ToolFilterValues { tags: store.tag_keys(&caller.org_id).await? }) } else { None };
     let next = offset + page.tools.len() as i64;
     Ok(Json(GetToolsResponse {
         has_more: page.has_more,
@@ -118,7 +113,11 @@ pub async fn modify(
         Some(v) => parse_tags(v, fields.loc("tags"), &mut problems),
     };
     problems.finish(())?;
-    match state.store().modify_tool(&caller.org_id, &tool_id, description.as_deref(), tags.as_deref(), &caller.user).await {
+    match state
+        .store()
+        .modify_tool(&caller.org_id, &tool_id, description.as_deref(), tags.as_deref(), &caller.user)
+        .await
+    {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(StoreError::NotFound) => Err(ApiError::not_found(MODIFY_TOOL.org_not_found)),
         Err(e) => Err(e.into()),

@@ -1,0 +1,12 @@
+//! The API suite: drives a real toolsmith server over HTTP, like a client would, once on SQLite
+//! and once on PostgreSQL.
+
+mod support;
+
+mod auth;
+mod contract;
+mod envvars;
+mod locks;
+mod rate_limits;
+mod signin;
+mod tools;

@@ -1,0 +1,370 @@
+//! The test harness: a real server on a loopback port, backed by a fresh SQLite file or a fresh
+//! PostgreSQL schema, and a client that checks every response of a compatible endpoint against
+//! the official OpenAPI document.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+use toolsmith::app::Settings;
+use toolsmith::config::Switch;
+use toolsmith::identity::token::TokenSigner;
+use toolsmith_domain::{ObjectId, Role};
+use toolsmith_store::secrets::{Keyring, SecretKey};
+use toolsmith_store::Store;
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one test per backend from an async test body taking a `Backend`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                ($body)($crate::support::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                ($body)($crate::support::Backend::Postgres).await
+            }
+        }
+    };
+}
+
+/// The PostgreSQL database tests create their schemas in.
+pub fn postgres_url() -> String {
+    std::env::var("TOOLSMITH_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A user with a token.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub token: String,
+}
+
+/// How to start a test server.
+#[derive(Clone)]
+pub struct Options {
+    pub settings: Settings,
+    pub rate_limits: Switch,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { settings: Settings::default(), rate_limits: Switch::Off }
+    }
+}
+
+/// A running server and what a test needs to talk to it.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Store,
+    pub backend: Backend,
+    pub database_url: String,
+    pub keyring: Keyring,
+    pub token_key: Vec<u8>,
+    pub admin: User,
+    pub dir: Arc<tempfile::TempDir>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl TestApp {
+    /// A server with default settings and rate limits off, with organization `acme` and its admin.
+    pub async fn spawn(backend: Backend) -> TestApp {
+        TestApp::spawn_with(backend, Options::default()).await
+    }
+
+    /// A server with the given options.
+    pub async fn spawn_with(backend: Backend, options: Options) -> TestApp {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let database_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("toolsmith.db").display()),
+            Backend::Postgres => toolsmith_store::testing::fresh_postgres_schema(&postgres_url())
+                .await
+                .unwrap_or_else(|e| panic!("PostgreSQL at {} is needed for the postgres tests: {e}", postgres_url())),
+        };
+        let keyring = Keyring::new(vec![SecretKey::generate()]).expect("keyring");
+        let token_key = vec![42u8; 32];
+        let store = Store::open(&database_url, keyring.clone()).await.expect("open store");
+        let mut app = TestApp::serve(backend, database_url, store, keyring, token_key, dir, options).await;
+        let admin_id = toolsmith::bootstrap::create_org_with_admin(&app.store, "acme", "Acme").await.expect("org");
+        app.admin = User { id: admin_id.clone(), token: app.token("acme", &admin_id) };
+        app
+    }
+
+    /// A second server process on the same database (as behind a load balancer).
+    pub async fn sibling(&self, options: Options) -> TestApp {
+        let store = Store::open(&self.database_url, self.keyring.clone()).await.expect("open store");
+        let mut app = TestApp::serve(
+            self.backend,
+            self.database_url.clone(),
+            store,
+            self.keyring.clone(),
+            self.token_key.clone(),
+            self.dir.clone(),
+            options,
+        )
+        .await;
+        app.admin = self.admin.clone();
+        app
+    }
+
+    async fn serve(
+        backend: Backend,
+        database_url: String,
+        store: Store,
+        keyring: Keyring,
+        token_key: Vec<u8>,
+        dir: Arc<tempfile::TempDir>,
+        options: Options,
+    ) -> TestApp {
+        let limiter = toolsmith::server::rate_limiter(&store, options.rate_limits);
+        let state = toolsmith::server::state(store.clone(), token_key.clone(), limiter, options.settings);
+        let router = toolsmith::http::router(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        TestApp {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
+            store,
+            backend,
+            database_url,
+            keyring,
+            token_key,
+            admin: User { id: String::new(), token: String::new() },
+            dir,
+            server,
+        }
+    }
+
+    /// A valid token for a user.
+    pub fn token(&self, org: &str, user: &str) -> String {
+        TokenSigner::new(self.token_key.clone()).issue(org, user, 3600).0
+    }
+
+    /// Creates a user of `org` holding `roles` there.
+    pub async fn user(&self, org: &str, roles: &[Role]) -> User {
+        let id = ObjectId::generate().to_string();
+        self.store.create_user(org, &id, "test user").await.expect("user");
+        for role in roles {
+            self.store.grant_role(org, org, &id, *role).await.expect("grant");
+        }
+        User { id: id.clone(), token: self.token(org, &id) }
+    }
+
+    /// Creates another organization and returns its admin.
+    pub async fn other_org(&self, org: &str) -> User {
+        let id = toolsmith::bootstrap::create_org_with_admin(&self.store, org, org).await.expect("org");
+        User { id: id.clone(), token: self.token(org, &id) }
+    }
+
+    /// Starts a request with a bearer token (none when `token` is empty).
+    pub fn request(&self, method: Method, path: &str, token: &str) -> Call {
+        let mut builder = self.client.request(method, format!("{}{path}", self.base));
+        if !token.is_empty() {
+            builder = builder.bearer_auth(token);
+        }
+        Call { builder, operation: None }
+    }
+
+    /// Creates a tool as the admin and returns its id.
+    pub async fn create_tool(&self, name: &str) -> String {
+        let r = self
+            .request(Method::POST, "/v1/acme/tool/", &self.admin.token)
+            .op("create-tool")
+            .json(&serde_json::json!({"name": name, "description": format!("The {name} tool."), "tags": {}}))
+            .send()
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// The ToolInstance of a tool, read through the listing.
+    pub async fn tool(&self, id: &str) -> Value {
+        let r = self
+            .request(Method::GET, &format!("/v1/acme/tool/?id={id}"), &self.admin.token)
+            .op("get-tools")
+            .send()
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["tools"][0].clone()
+    }
+}
+
+/// A request being built.
+pub struct Call {
+    builder: reqwest::RequestBuilder,
+    operation: Option<&'static str>,
+}
+
+/// A response, with its body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `detail` message of an error.
+    pub fn detail(&self) -> &str {
+        self.body["detail"].as_str().unwrap_or_default()
+    }
+}
+
+impl Call {
+    /// Names the compatible operation, so the response is checked against the contract.
+    pub fn op(mut self, operation: &'static str) -> Self {
+        self.operation = Some(operation);
+        self
+    }
+
+    /// Sets a JSON body.
+    pub fn json(mut self, body: &Value) -> Self {
+        self.builder = self.builder.json(body);
+        self
+    }
+
+    /// Sets a raw body.
+    pub fn body(mut self, body: impl Into<reqwest::Body>) -> Self {
+        self.builder = self.builder.header("content-type", "application/json").body(body);
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.builder = self.builder.header(name, value);
+        self
+    }
+
+    /// Sends the request, checks the response against the contract, returns it.
+    pub async fn send(self) -> Resp {
+        let response = self.builder.send().await.expect("request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let resp = Resp { status, headers, body, text };
+        if let Some(op) = self.operation {
+            contract().check(op, &resp);
+        }
+        if status >= 400 && status != 404 || status == 404 && !resp.body.is_null() {
+            assert!(resp.body.get("detail").is_some(), "error without detail: {status} {}", resp.text);
+        }
+        resp
+    }
+}
+
+/// The official OpenAPI document of the compatible API.
+pub struct Contract {
+    doc: Value,
+}
+
+/// Finds `shared/spec/amigo-tool-openapi.json` above the crate (or at `TOOLSMITH_SPEC`).
+pub fn spec_path() -> PathBuf {
+    if let Ok(path) = std::env::var("TOOLSMITH_SPEC") {
+        return PathBuf::from(path);
+    }
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    loop {
+        let candidate = dir.join("shared/spec/amigo-tool-openapi.json");
+        if candidate.exists() {
+            return candidate;
+        }
+        let sibling = dir.join("../shared/spec/amigo-tool-openapi.json");
+        if sibling.exists() {
+            return sibling;
+        }
+        if !dir.pop() {
+            panic!("amigo-tool-openapi.json not found above {}; set TOOLSMITH_SPEC", env!("CARGO_MANIFEST_DIR"));
+        }
+    }
+}
+
+/// The contract, loaded once.
+pub fn contract() -> &'static Contract {
+    static CONTRACT: OnceLock<Contract> = OnceLock::new();
+    CONTRACT.get_or_init(|| {
+        let text = std::fs::read_to_string(spec_path()).expect("read the OpenAPI document");
+        Contract { doc: serde_json::from_str(&text).expect("parse the OpenAPI document") }
+    })
+}
+
+impl Contract {
+    /// The operation object with this operationId.
+    pub fn operation(&self, id: &str) -> &Value {
+        for methods in self.doc["paths"].as_object().expect("paths").values() {
+            for op in methods.as_object().expect("methods").values() {
+                if op["operationId"] == id {
+                    return op;
+                }
+            }
+        }
+        panic!("no operation {id} in the contract")
+    }
+
+    /// Asserts that `resp` is a documented status of `op` and, where the contract gives a JSON
+    /// schema for that status, that the body validates against it.
+    pub fn check(&self, op: &str, resp: &Resp) {
+        let operation = self.operation(op);
+        let status = resp.status.to_string();
+        let documented = &operation["responses"][&status];
+        // 413 is the one status toolsmith adds (bodies over the size limit); the contract's
+        // FastAPI server has no such limit documented.
+        if resp.status == 413 {
+            return;
+        }
+        assert!(!documented.is_null(), "{op} answered {status}, which the contract does not document: {}", resp.text);
+        // The contract's response descriptions are the messages clients see; toolsmith answers with
+        // them verbatim, except for 400s whose contract text lists several reasons at once and
+        // where toolsmith says which one happened.
+        let lists_reasons = matches!(op, "publish-tool-version" | "test-tool" | "invoke-tool-version");
+        if resp.status >= 400 && resp.status != 422 && !(resp.status == 400 && lists_reasons) {
+            let text = documented["description"].as_str().unwrap_or_default();
+            assert_eq!(resp.detail(), text, "{op} {status} message differs from the contract");
+        }
+        let schema = &documented["content"]["application/json"]["schema"];
+        if schema.is_null() || schema.as_object().is_some_and(|o| o.is_empty()) {
+            return;
+        }
+        let mut root = serde_json::json!({"components": self.doc["components"].clone()});
+        for (k, v) in schema.as_object().expect("schema object") {
+            root[k] = v.clone();
+        }
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .should_validate_formats(true)
+            .build(&root)
+            .expect("compile schema");
+        let errors: Vec<String> =
+            validator.iter_errors(&resp.body).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+        assert!(errors.is_empty(), "{op} {status} does not match the contract: {errors:?}\nbody: {}", resp.text);
+    }
+}
