@@ -24,7 +24,7 @@ mod tools;
 pub use db::Dialect;
 pub use envvars::{EnvVarChanges, EnvVarInsert, EnvVarValue};
 pub use error::StoreError;
-pub use identity::{ApiKeyRecord, Organization, UserRecord};
+pub use identity::{Access, ApiKeyRecord, Organization, UserRecord};
 pub use tools::{NewTool, SortField, Tool, ToolPage, ToolQuery, UserRef};
 
 use std::path::Path;

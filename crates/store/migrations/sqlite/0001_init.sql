@@ -51,6 +51,7 @@ CREATE TABLE tools (
 -- Names are unique among live tools only: deprecating a tool frees its name.
 CREATE UNIQUE INDEX tools_live_name ON tools (org_id, name) WHERE deprecated = 0;
 CREATE INDEX tools_created ON tools (org_id, created_at, id);
+CREATE INDEX tools_name ON tools (org_id, name);
 
 CREATE TABLE tool_tags (
     org_id   TEXT NOT NULL,

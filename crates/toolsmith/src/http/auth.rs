@@ -124,23 +124,19 @@ async fn admit(
     let org_not_found = || ApiError::not_found(op.org_not_found);
     let org = path_org(path).ok_or_else(org_not_found)?;
     let org = OrgId::parse(org).map_err(|_| org_not_found())?;
-    let store = state.store();
-    if store.get_org(org.as_str()).await?.is_none() {
+    let access = state.store().access(org.as_str(), &claims.org, &claims.sub).await?;
+    if !access.org_exists {
         return Err(org_not_found());
     }
-    let roles = if claims.org == org.as_str() {
+    if claims.org == org.as_str() {
         // A deleted user's token stops working at once, not when it expires.
-        if store.get_user(&claims.org, &claims.sub).await?.is_none() {
+        if !access.user_exists {
             return Err(ApiError::unauthorized());
         }
-        store.roles_of(org.as_str(), &claims.org, &claims.sub).await?
-    } else {
-        let roles = store.roles_of(org.as_str(), &claims.org, &claims.sub).await?;
-        if roles.is_empty() {
-            return Err(org_not_found());
-        }
-        roles
-    };
+    } else if access.roles.is_empty() {
+        return Err(org_not_found());
+    }
+    let roles = access.roles;
 
     let bucket = format!("{}|{}|{}", op.id, claims.org, claims.sub);
     let rate = state.limiter().hit(&bucket, op.per_minute).await;

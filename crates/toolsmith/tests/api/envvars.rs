@@ -170,3 +170,21 @@ both_backends!(oversized_bodies_are_refused, |backend: Backend| async move {
     assert_eq!(r.detail(), "The request body is too large.");
     assert_eq!(app.tool(&tool).await["secret_envvars"], json!([]));
 });
+
+both_backends!(rotating_the_secret_key_reseals_values_under_the_new_key, |backend: Backend| async move {
+    use toolsmith_store::secrets::{Keyring, SecretKey};
+    let app = TestApp::spawn(backend).await;
+    let tool = app.create_tool("rotated").await;
+    let r = modify(&app, &tool, json!({"inserts": [{"name": "K", "value": AWKWARD, "is_secret": true}]})).await;
+    assert_eq!(r.status, 204);
+    let new_key = SecretKey::generate();
+    let both = Keyring::new(vec![new_key.clone(), app.keyring.current().clone()]).unwrap();
+    let rotated = toolsmith_store::Store::open(&app.database_url, both).await.unwrap();
+    assert_eq!(rotated.reseal_secrets().await.unwrap(), 1);
+    assert_eq!(rotated.reseal_secrets().await.unwrap(), 0, "nothing left under the old key");
+    // The old key can now be retired: the new key alone opens the value.
+    let only_new = toolsmith_store::Store::open(&app.database_url, Keyring::new(vec![new_key]).unwrap()).await.unwrap();
+    let values = only_new.envvar_values("acme", &tool).await.unwrap();
+    assert_eq!(value_of(&values, "K"), Some((AWKWARD.to_owned(), true)));
+    assert!(app.store.envvar_values("acme", &tool).await.is_err(), "the old key alone no longer opens it");
+});

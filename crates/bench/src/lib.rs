@@ -1,0 +1,151 @@
+//! Shared pieces of the benchmark programs: starting a real `toolsmith serve` process, signing in,
+//! and measuring latency distributions.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// A `toolsmith serve` process started for a benchmark, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// Base URL, e.g. `http://127.0.0.1:18123`.
+    pub base: String,
+    /// The bootstrap organization.
+    pub org: String,
+    /// A token of the bootstrap admin.
+    pub token: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The release binary next to this benchmark's own executable.
+pub fn toolsmith_binary() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let dir = me.parent().context("executable without a directory")?;
+    let bin = dir.join("toolsmith");
+    if !bin.exists() {
+        bail!("{} not found: run `cargo build --release -p toolsmith` first", bin.display());
+    }
+    Ok(bin)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Server {
+    /// Starts the binary on a fresh data directory with the given extra arguments and signs in
+    /// as the bootstrap admin.
+    pub async fn start(extra: &[&str]) -> anyhow::Result<Server> {
+        let data = tempfile::tempdir()?;
+        let port = free_port()?;
+        let base = format!("http://127.0.0.1:{port}");
+        let mut child = Command::new(toolsmith_binary()?)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client.get(format!("{base}/healthz")).send().await.is_err() {
+            if Instant::now() > deadline {
+                bail!("the server did not come up");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stdout = child.stdout.take().context("no stdout")?;
+        let text = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            let mut out = String::new();
+            let mut stdout = stdout;
+            while !out.contains("x-user-id") {
+                match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => out.push_str(&String::from_utf8_lossy(&buf[..n])),
+                }
+            }
+            out
+        })
+        .await?;
+        let field = |label: &str| -> anyhow::Result<String> {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(label).map(|v| v.trim().to_owned()))
+                .with_context(|| format!("no {label} in the welcome message"))
+        };
+        let (org, user, key_id, key) =
+            (field("organization:")?, field("admin user:")?, field("API key id:")?, field("API key:")?);
+        let signed: serde_json::Value = client
+            .post(format!("{base}/v1/{org}/user/signin_with_api_key"))
+            .header("x-api-key", key)
+            .header("x-api-key-id", key_id)
+            .header("x-user-id", user)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let token = signed["id_token"].as_str().context("no token")?.to_owned();
+        Ok(Server { child, base, org, token, _data: data })
+    }
+
+    /// Resident memory of the server process in KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        rss_kib(Path::new(&format!("/proc/{}/status", self.child.id())))
+    }
+}
+
+fn rss_kib(status: &Path) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(status)?;
+    let line = text.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("malformed VmRSS")?.parse()?)
+}
+
+/// Latency samples of one measurement.
+#[derive(Default)]
+pub struct Samples(Vec<Duration>);
+
+impl Samples {
+    /// Records one sample.
+    pub fn push(&mut self, d: Duration) {
+        self.0.push(d);
+    }
+
+    /// Merges another set of samples.
+    pub fn extend(&mut self, other: Samples) {
+        self.0.extend(other.0);
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The `p`-th percentile (0–100) in milliseconds.
+    pub fn percentile_ms(&mut self, p: f64) -> f64 {
+        if self.0.is_empty() {
+            return f64::NAN;
+        }
+        self.0.sort_unstable();
+        let i = ((p / 100.0) * (self.0.len() - 1) as f64).round() as usize;
+        self.0[i].as_secs_f64() * 1000.0
+    }
+}
