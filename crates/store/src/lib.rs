@@ -16,6 +16,7 @@ mod identity;
 mod locks;
 pub use locks::ToolLock;
 mod migrate;
+mod pushes;
 mod rate_limits;
 pub mod secrets;
 pub mod testing;

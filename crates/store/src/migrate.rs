@@ -16,11 +16,18 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
-    postgres: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
+        postgres: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        sqlite: include_str!("../migrations/sqlite/0002_pushed_commits.sql"),
+        postgres: include_str!("../migrations/postgres/0002_pushed_commits.sql"),
+    },
+];
 
 /// An arbitrary constant that names toolsmith's migration lock among PostgreSQL advisory locks.
 const MIGRATION_LOCK_KEY: i64 = 0x746f_6f6c_736d;

@@ -136,9 +136,11 @@ pub async fn run(store: &Store, action: AdminAction, storage: &StorageArgs, toke
     match action {
         AdminAction::CreateOrg { org, name } => {
             let org = org_arg(&org)?;
-            let user = bootstrap::create_org_with_admin(store, org.as_str(), name.as_deref().unwrap_or(org.as_str()))
-                .await
-                .with_context(|| format!("creating organization {org}"))?;
+            let repos = crate::server::open_repos(storage, toolsmith_repo::Limits::default())?;
+            let user =
+                bootstrap::create_org_with_admin(store, &repos, org.as_str(), name.as_deref().unwrap_or(org.as_str()))
+                    .await
+                    .with_context(|| format!("creating organization {org}"))?;
             println!("organization {org} created; admin user {user}");
         }
         AdminAction::ListOrgs => {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use toolsmith_repo::RepoStore;
 use toolsmith_store::Store;
 
 use crate::http::rate_limit::RateLimiter;
@@ -34,6 +35,7 @@ impl Default for Settings {
 
 struct Inner {
     store: Store,
+    repos: RepoStore,
     tokens: TokenSigner,
     limiter: RateLimiter,
     settings: Settings,
@@ -45,8 +47,13 @@ pub struct AppState(Arc<Inner>);
 
 impl AppState {
     /// Assembles the state.
-    pub fn new(store: Store, tokens: TokenSigner, limiter: RateLimiter, settings: Settings) -> Self {
-        AppState(Arc::new(Inner { store, tokens, limiter, settings }))
+    pub fn new(store: Store, repos: RepoStore, tokens: TokenSigner, limiter: RateLimiter, settings: Settings) -> Self {
+        AppState(Arc::new(Inner { store, repos, tokens, limiter, settings }))
+    }
+
+    /// The organizations' git repositories.
+    pub fn repos(&self) -> &RepoStore {
+        &self.0.repos
     }
 
     /// The database.

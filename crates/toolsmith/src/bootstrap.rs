@@ -3,6 +3,7 @@
 //! minute.
 
 use toolsmith_domain::{ObjectId, Role};
+use toolsmith_repo::RepoStore;
 use toolsmith_store::{ApiKeyRecord, Store, StoreError};
 
 use crate::identity::api_key;
@@ -19,9 +20,19 @@ pub struct Bootstrapped {
     pub key_secret: String,
 }
 
-/// Creates an organization with an admin user (role `admin`) and returns the user's id.
-pub async fn create_org_with_admin(store: &Store, org_id: &str, name: &str) -> Result<String, StoreError> {
+/// Creates an organization with its repository and an admin user (role `admin`) and returns the
+/// user's id.
+pub async fn create_org_with_admin(
+    store: &Store,
+    repos: &RepoStore,
+    org_id: &str,
+    name: &str,
+) -> Result<String, StoreError> {
     store.create_org(org_id, name).await?;
+    if let Err(err) = repos.create(org_id).await {
+        // The repository is also created on first use, so the organization stays usable.
+        tracing::warn!(org = org_id, error = %err, "could not create the organization's repository yet");
+    }
     let user_id = ObjectId::generate().to_string();
     store.create_user(org_id, &user_id, "admin").await?;
     store.grant_role(org_id, org_id, &user_id, Role::Admin).await?;
@@ -51,11 +62,15 @@ pub async fn create_api_key(
 
 /// Bootstraps an empty installation; `None` when organizations already exist (or another process
 /// bootstrapped it at the same moment).
-pub async fn bootstrap_if_empty(store: &Store, org_id: &str) -> Result<Option<Bootstrapped>, StoreError> {
+pub async fn bootstrap_if_empty(
+    store: &Store,
+    repos: &RepoStore,
+    org_id: &str,
+) -> Result<Option<Bootstrapped>, StoreError> {
     if !store.list_orgs().await?.is_empty() {
         return Ok(None);
     }
-    let user_id = match create_org_with_admin(store, org_id, org_id).await {
+    let user_id = match create_org_with_admin(store, repos, org_id, org_id).await {
         Ok(user_id) => user_id,
         Err(StoreError::AlreadyExists) => return Ok(None),
         Err(e) => return Err(e),

@@ -129,6 +129,12 @@ pub struct ServeArgs {
     /// Log line format.
     #[arg(long, env = "TOOLSMITH_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Largest pack a `git push` may send, in bytes.
+    #[arg(long, env = "TOOLSMITH_MAX_PUSH_BYTES", default_value_t = 256 << 20)]
+    pub max_push_bytes: u64,
+    /// Largest file the repository browsing endpoints return, in bytes.
+    #[arg(long, env = "TOOLSMITH_MAX_FILE_BYTES", default_value_t = 10 << 20)]
+    pub max_file_bytes: u64,
     /// The organization created on first start.
     #[arg(long, env = "TOOLSMITH_BOOTSTRAP_ORG", default_value = "default")]
     pub bootstrap_org: String,
@@ -163,6 +169,11 @@ impl ServeArgs {
             lock_lease: Duration::from_secs(self.lock_lease_secs),
             max_body_bytes: self.max_body_bytes,
         })
+    }
+
+    /// The repository limits.
+    pub fn repo_limits(&self) -> toolsmith_repo::Limits {
+        toolsmith_repo::Limits { max_push_bytes: self.max_push_bytes, max_file_bytes: self.max_file_bytes }
     }
 
     /// The base URL to print in instructions.

@@ -4,6 +4,7 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use toolsmith_repo::{Limits, RepoStore};
 use toolsmith_store::Store;
 
 use crate::app::{AppState, Settings};
@@ -43,8 +44,14 @@ pub fn rate_limiter(store: &Store, switch: Switch) -> RateLimiter {
 }
 
 /// Builds the application state.
-pub fn state(store: Store, token_key: Vec<u8>, limiter: RateLimiter, settings: Settings) -> AppState {
-    AppState::new(store, TokenSigner::new(token_key), limiter, settings)
+pub fn state(store: Store, repos: RepoStore, token_key: Vec<u8>, limiter: RateLimiter, settings: Settings) -> AppState {
+    AppState::new(store, repos, TokenSigner::new(token_key), limiter, settings)
+}
+
+/// The repositories under `<data-dir>/repos`.
+pub fn open_repos(storage: &StorageArgs, limits: Limits) -> anyhow::Result<RepoStore> {
+    let root = storage.data_dir.join("repos");
+    RepoStore::new(root.clone(), limits).with_context(|| format!("opening the repositories in {}", root.display()))
 }
 
 /// Sets up logging: text or JSON lines, filtered by `RUST_LOG` (default `info`).
@@ -64,11 +71,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let store = open_store(&args.storage).await?;
     let token_key = keys::load_token_key(&args.storage.data_dir)?;
-    if let Some(created) = bootstrap::bootstrap_if_empty(&store, &args.bootstrap_org).await? {
+    let repos = open_repos(&args.storage, args.repo_limits())?;
+    if let Some(created) = bootstrap::bootstrap_if_empty(&store, &repos, &args.bootstrap_org).await? {
         println!("{}", bootstrap::welcome(&created, &args.public_url()));
     }
     let limiter = rate_limiter(&store, args.rate_limits);
-    let app = crate::http::router(state(store.clone(), token_key, limiter, settings));
+    let app = crate::http::router(state(store.clone(), repos, token_key, limiter, settings));
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {} (is another server running there?)", args.listen))?;

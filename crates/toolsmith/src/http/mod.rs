@@ -26,7 +26,7 @@ use tower_http::trace::TraceLayer;
 use crate::app::AppState;
 use error::ApiError;
 use operations::Operation;
-use routes::{docs, envvars, signin, tools};
+use routes::{docs, envvars, git, repo, repo_access, signin, tools};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -56,6 +56,22 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/{org}/tool", tools_collection)
         .route("/v1/{org}/tool/{tool_id}", tool)
         .route("/v1/{org}/tool/{tool_id}/envvar", guarded(&state, &MODIFY_ENVVARS, post(envvars::modify)))
+        .route("/v1/{org}/tool/git/{*git_path}", guarded(&state, &GIT, get(git::serve).post(git::serve)))
+        .route("/v1/{org}/tool/amigo_tool_scaffold.tar.gz", guarded(&state, &SCAFFOLD, get(repo::scaffold_archive)))
+        .route("/v1/{org}/tool/repo/file", guarded(&state, &REPO_FILE, get(repo::file)))
+        .route("/v1/{org}/tool/repo/directory", guarded(&state, &REPO_DIRECTORY, get(repo::directory)))
+        .route("/v1/{org}/tool/repo/files", guarded(&state, &REPO_FILES, post(repo::files)))
+        .route("/v1/{org}/tool/repo/commits", guarded(&state, &REPO_COMMITS, get(repo::commits)))
+        .route("/v1/{org}/tool/repo/branch/{branch_name}", guarded(&state, &REPO_BRANCH, get(repo::branch)))
+        .route("/v1/{org}/tool/repo/branches", guarded(&state, &REPO_BRANCHES, get(repo::branches)))
+        .route(
+            "/v1/{org}/user/{user_id}/tool-repo-access",
+            guarded(&state, &GRANT_REPO_ACCESS, post(repo_access::grant)).merge(guarded(
+                &state,
+                &REVOKE_REPO_ACCESS,
+                delete(repo_access::revoke),
+            )),
+        )
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::page))
         .route("/healthz", get(docs::health))

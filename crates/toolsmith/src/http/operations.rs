@@ -9,7 +9,7 @@ use toolsmith_domain::Permission;
 pub struct Operation {
     /// The contract's operationId; also names the rate-limit bucket.
     pub id: &'static str,
-    /// Requests per user per minute.
+    /// Requests per user per minute; 0 for no limit.
     pub per_minute: u32,
     /// The permission required, when the endpoint requires one for the whole request.
     pub permission: Option<Permission>,
@@ -50,3 +50,59 @@ pub fn rate_limit_message(per_minute: u32) -> String {
     let unit = if per_minute == 1 { "request" } else { "requests" };
     format!("The user has exceeded the rate limit of {per_minute} {unit} per minute for this endpoint.")
 }
+
+/// `GET|POST /v1/{org}/tool/git/{git_path}`: no rate limit (a clone is several requests), and a
+/// Basic challenge so that git prompts for credentials. Pushing also needs `Tool:PushRepo`.
+pub const GIT: Operation = Operation {
+    id: "access-git-interface",
+    per_minute: 0,
+    permission: Some(Permission::AccessRepo),
+    org_not_found: "Specified organization is not found.",
+    basic_challenge: true,
+};
+/// `GET /v1/{org}/tool/amigo_tool_scaffold.tar.gz`.
+pub const SCAFFOLD: Operation = op("get-tool-scaffold-release", 50, None, "Specified organization is not found.");
+/// `GET /v1/{org}/tool/repo/file`.
+pub const REPO_FILE: Operation =
+    op("get-tool-repo-file", 50, Some(Permission::AccessRepo), "Specified organization, file, or ref is not found.");
+/// `GET /v1/{org}/tool/repo/directory`.
+pub const REPO_DIRECTORY: Operation = op(
+    "get-tool-repo-directory",
+    60,
+    Some(Permission::AccessRepo),
+    "The specified organization, directory, or ref does not exist.",
+);
+/// `POST /v1/{org}/tool/repo/files`.
+pub const REPO_FILES: Operation = op(
+    "get-tool-repo-files",
+    60,
+    Some(Permission::AccessRepo),
+    "The specified organization, file, or ref does not exist.",
+);
+/// `GET /v1/{org}/tool/repo/commits`.
+pub const REPO_COMMITS: Operation =
+    op("get-tool-repo-commits", 60, Some(Permission::AccessRepo), "The specified organization does not exist.");
+/// `GET /v1/{org}/tool/repo/branch/{branch_name}`.
+pub const REPO_BRANCH: Operation = op(
+    "get-tool-repo-branch",
+    60,
+    Some(Permission::AccessRepo),
+    "The specified organization or branch does not exist.",
+);
+/// `GET /v1/{org}/tool/repo/branches`.
+pub const REPO_BRANCHES: Operation =
+    op("get-tool-repo-branches", 60, Some(Permission::AccessRepo), "The specified organization does not exist.");
+/// `POST /v1/{org}/user/{user_id}/tool-repo-access`.
+pub const GRANT_REPO_ACCESS: Operation = op(
+    "grant-tool-repo-access",
+    20,
+    Some(Permission::UpdateUserInfo),
+    "The specified organization or user does not exist.",
+);
+/// `DELETE /v1/{org}/user/{user_id}/tool-repo-access`.
+pub const REVOKE_REPO_ACCESS: Operation = op(
+    "revoke-tool-repo-access",
+    20,
+    Some(Permission::UpdateUserInfo),
+    "The specified organization or user does not exist.",
+);

@@ -8,5 +8,6 @@ mod contract;
 mod envvars;
 mod locks;
 mod rate_limits;
+mod repo;
 mod signin;
 mod tools;

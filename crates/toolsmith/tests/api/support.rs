@@ -58,11 +58,16 @@ pub struct User {
 pub struct Options {
     pub settings: Settings,
     pub rate_limits: Switch,
+    pub repo_limits: toolsmith_repo::Limits,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { settings: Settings::default(), rate_limits: Switch::Off }
+        Options {
+            settings: Settings::default(),
+            rate_limits: Switch::Off,
+            repo_limits: toolsmith_repo::Limits::default(),
+        }
     }
 }
 
@@ -105,7 +110,8 @@ impl TestApp {
         let token_key = vec![42u8; 32];
         let store = Store::open(&database_url, keyring.clone()).await.expect("open store");
         let mut app = TestApp::serve(backend, database_url, store, keyring, token_key, dir, options).await;
-        let admin_id = toolsmith::bootstrap::create_org_with_admin(&app.store, "acme", "Acme").await.expect("org");
+        let admin_id =
+            toolsmith::bootstrap::create_org_with_admin(&app.store, &app.repos(), "acme", "Acme").await.expect("org");
         app.admin = User { id: admin_id.clone(), token: app.token("acme", &admin_id) };
         app
     }
@@ -137,7 +143,8 @@ impl TestApp {
         options: Options,
     ) -> TestApp {
         let limiter = toolsmith::server::rate_limiter(&store, options.rate_limits);
-        let state = toolsmith::server::state(store.clone(), token_key.clone(), limiter, options.settings);
+        let repos = toolsmith_repo::RepoStore::new(dir.path().join("repos"), options.repo_limits).expect("repos");
+        let state = toolsmith::server::state(store.clone(), repos, token_key.clone(), limiter, options.settings);
         let router = toolsmith::http::router(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -158,6 +165,11 @@ impl TestApp {
         }
     }
 
+    /// The repositories this server uses.
+    pub fn repos(&self) -> toolsmith_repo::RepoStore {
+        toolsmith_repo::RepoStore::new(self.dir.path().join("repos"), toolsmith_repo::Limits::default()).expect("repos")
+    }
+
     /// A valid token for a user.
     pub fn token(&self, org: &str, user: &str) -> String {
         TokenSigner::new(self.token_key.clone()).issue(org, user, 3600).0
@@ -175,7 +187,7 @@ impl TestApp {
 
     /// Creates another organization and returns its admin.
     pub async fn other_org(&self, org: &str) -> User {
-        let id = toolsmith::bootstrap::create_org_with_admin(&self.store, org, org).await.expect("org");
+        let id = toolsmith::bootstrap::create_org_with_admin(&self.store, &self.repos(), org, org).await.expect("org");
         User { id: id.clone(), token: self.token(org, &id) }
     }
 

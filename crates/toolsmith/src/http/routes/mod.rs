@@ -2,5 +2,8 @@
 
 pub mod docs;
 pub mod envvars;
+pub mod git;
+pub mod repo;
+pub mod repo_access;
 pub mod signin;
 pub mod tools;

@@ -1,0 +1,1 @@
+"""A greeting tool: the starting point for your own."""
