@@ -102,6 +102,11 @@ impl Server {
         Ok(Server { child, base, org, token, _data: data })
     }
 
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &Path {
+        self._data.path()
+    }
+
     /// Resident memory of the server process in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         rss_kib(Path::new(&format!("/proc/{}/status", self.child.id())))
@@ -112,6 +117,33 @@ fn rss_kib(status: &Path) -> anyhow::Result<u64> {
     let text = std::fs::read_to_string(status)?;
     let line = text.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
     Ok(line.split_whitespace().nth(1).context("malformed VmRSS")?.parse()?)
+}
+
+/// Runs `url` with `connections` keep-alive clients for `duration`; returns the number of
+/// requests and their latencies. Any status but 200 is an error.
+pub async fn load(url: &str, token: &str, connections: usize, duration: Duration) -> anyhow::Result<Samples> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + duration;
+    let workers = (0..connections).map(|_| {
+        let client = client.clone();
+        let (url, token) = (url.to_owned(), token.to_owned());
+        tokio::spawn(async move {
+            let mut samples = Samples::default();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let r = client.get(&url).bearer_auth(&token).send().await?;
+                anyhow::ensure!(r.status() == 200, "status {}", r.status());
+                r.bytes().await?;
+                samples.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(samples)
+        })
+    });
+    let mut all = Samples::default();
+    for result in futures_util::future::join_all(workers).await {
+        all.extend(result??);
+    }
+    Ok(all)
 }
 
 /// Latency samples of one measurement.

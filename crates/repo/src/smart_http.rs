@@ -256,7 +256,8 @@ where
                 }
             }
         };
-        tokio::pin!(feed, drain);
+        let gone = tx.closed();
+        tokio::pin!(feed, drain, gone);
         let mut fed = false;
         let completed = loop {
             tokio::select! {
@@ -265,6 +266,8 @@ where
                     if !ok { break false; }
                 }
                 ok = &mut drain => break ok,
+                // The response was dropped (the client went away) while git was quiet.
+                () = &mut gone => break false,
             }
         };
         if !completed {

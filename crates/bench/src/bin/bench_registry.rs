@@ -7,8 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
-use toolsmith_bench::{Samples, Server};
+use toolsmith_bench::Server;
 
 const TOOLS: usize = 1_000;
 const CONNECTIONS: usize = 16;
@@ -51,7 +50,8 @@ async fn main() -> anyhow::Result<()> {
         ("deep page (continuation_token=980)", "?limit=20&continuation_token=980"),
     ] {
         let url = format!("{tools}{query}");
-        let (count, mut samples) = load(&client, &url, &server.token).await?;
+        let mut samples = toolsmith_bench::load(&url, &server.token, CONNECTIONS, DURATION).await?;
+        let count = samples.len();
         println!(
             "| {label} | {:.0} | {:.2} | {:.2} |",
             count as f64 / DURATION.as_secs_f64(),
@@ -62,28 +62,4 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!("| RSS after the load | {:.1} MiB |", server.rss_kib()? as f64 / 1024.0);
     Ok(())
-}
-
-async fn load(client: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<(usize, Samples)> {
-    let deadline = Instant::now() + DURATION;
-    let workers = (0..CONNECTIONS).map(|_| {
-        let client = client.clone();
-        let (url, token) = (url.to_owned(), token.to_owned());
-        tokio::spawn(async move {
-            let mut samples = Samples::default();
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let r = client.get(&url).bearer_auth(&token).send().await?;
-                anyhow::ensure!(r.status() == 200, "status {}", r.status());
-                r.bytes().await?;
-                samples.push(t.elapsed());
-            }
-            Ok::<_, anyhow::Error>(samples)
-        })
-    });
-    let mut all = Samples::default();
-    for result in join_all(workers).await {
-        all.extend(result??);
-    }
-    Ok((all.len(), all))
 }
