@@ -73,7 +73,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let token_key = keys::load_token_key(&args.storage.data_dir)?;
     let repos = open_repos(&args.storage, args.repo_limits())?;
     if let Some(created) = bootstrap::bootstrap_if_empty(&store, &repos, &args.bootstrap_org).await? {
-        println!("{}", bootstrap::welcome(&created, &args.public_url()));
+        // Written once and never fatal: a closed stdout (a pipe whose reader left) must not stop
+        // the server.
+        use std::io::Write;
+        let _ = std::io::stdout().lock().write_all(bootstrap::welcome(&created, &args.public_url()).as_bytes());
+        let _ = std::io::stdout().flush();
     }
     let limiter = rate_limiter(&store, args.rate_limits);
     let app = crate::http::router(state(store.clone(), repos, token_key, limiter, settings));

@@ -7,12 +7,16 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_toolsmith");
 
-struct Running(Child);
+/// A running server; the reader of its stdout stays open as long as the server runs.
+struct Running {
+    child: Child,
+    _stdout: Option<BufReader<std::process::ChildStdout>>,
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -30,15 +34,16 @@ fn serve(data: &std::path::Path, port: u16) -> (Running, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
     let mut out = String::new();
     while !out.contains("x-user-id") {
-        match lines.next() {
-            Some(Ok(line)) => out.push_str(&(line + "\n")),
-            _ => break,
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => out.push_str(&line),
         }
     }
-    (Running(child), out)
+    (Running { child, _stdout: Some(reader) }, out)
 }
 
 fn sh(script: &str) -> String {
@@ -131,7 +136,7 @@ fn a_second_start_does_not_bootstrap_again_and_admin_commands_manage_identity() 
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let _server = Running(child);
+    let _server = Running { child, _stdout: None };
     wait_healthy(port);
     let signed = sh(&format!(
         "curl -s -X POST http://127.0.0.1:{port}/v1/globex/user/signin_with_api_key -H 'x-api-key: {secret}' -H 'x-api-key-id: {key_id}' -H 'x-user-id: {user}'"
@@ -167,4 +172,22 @@ fn rotating_the_secret_key_puts_a_new_key_in_front() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let keys = std::fs::read_to_string(data.path().join("keys/secret-keys")).unwrap();
     assert_eq!(keys.lines().count(), 2, "the new key is added in front of the old one");
+}
+
+#[test]
+fn a_closed_stdout_does_not_stop_the_server() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--data-dir"])
+        .arg(data.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Nobody reads the welcome message (`toolsmith serve | head -1` after head exits).
+    drop(child.stdout.take());
+    let _server = Running { child, _stdout: None };
+    wait_healthy(port);
 }
