@@ -9,8 +9,10 @@ pub mod names;
 pub mod permissions;
 pub mod tags;
 pub mod time;
+pub mod version;
 
 pub use ids::{ObjectId, OrgId};
 pub use names::{EnvVarName, ToolName};
 pub use permissions::{Permission, PermissionSet, Role};
 pub use tags::{Tag, TagFilter};
+pub use version::{BumpType, Specifier, Version};
