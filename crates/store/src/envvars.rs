@@ -62,8 +62,9 @@ impl Store {
     ///
     /// Fails with [`StoreError::NotFound`] (no such tool), [`StoreError::EnvVarsInvalid`] (an
     /// update or delete names a variable that does not exist) or [`StoreError::EnvVarConflict`]
-    /// (an insert names a live variable, or one deleted less than `tombstone_secs` ago); in
-    /// every failure nothing changes.
+    /// (an insert names a live variable, or one deleted less than `tombstone_secs` ago); a
+    /// delete of a variable that a live version requires is `EnvVarsInvalid` too. In every
+    /// failure nothing changes.
     pub async fn modify_envvars(
         &self,
         org_id: &str,
@@ -101,6 +102,12 @@ impl Store {
             || changes.deletes.iter().any(|n| live(n).is_none())
         {
             return Err(StoreError::EnvVarsInvalid);
+        }
+        if !changes.deletes.is_empty() {
+            let in_use = crate::versions::in_use(&mut *tx, org_id, tool_id).await?;
+            if changes.deletes.iter().any(|n| in_use.contains(n.as_str())) {
+                return Err(StoreError::EnvVarsInvalid);
+            }
         }
         let window_start = now.plus_secs(-tombstone_secs).0;
         let blocked = |name: &EnvVarName| match existing.get(name.as_str()) {

@@ -9,6 +9,7 @@
 //! Architecture invariant: this crate is the only one that contains SQL, and every query that
 //! touches tenant data is scoped by organization id.
 
+mod builds;
 mod db;
 mod envvars;
 mod error;
@@ -21,12 +22,15 @@ mod rate_limits;
 pub mod secrets;
 pub mod testing;
 mod tools;
+mod versions;
 
+pub use builds::{BuildRecord, BuildState};
 pub use db::Dialect;
 pub use envvars::{EnvVarChanges, EnvVarInsert, EnvVarValue};
 pub use error::StoreError;
 pub use identity::{Access, ApiKeyRecord, Organization, UserRecord};
 pub use tools::{NewTool, SortField, Tool, ToolPage, ToolQuery, UserRef};
+pub use versions::{NewVersion, ToolVersion};
 
 use std::path::Path;
 use std::time::Duration;

@@ -27,6 +27,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_pushed_commits.sql"),
         postgres: include_str!("../migrations/postgres/0002_pushed_commits.sql"),
     },
+    Migration {
+        version: 3,
+        sqlite: include_str!("../migrations/sqlite/0003_versions.sql"),
+        postgres: include_str!("../migrations/postgres/0003_versions.sql"),
+    },
 ];
 
 /// An arbitrary constant that names toolsmith's migration lock among PostgreSQL advisory locks.

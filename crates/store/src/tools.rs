@@ -281,6 +281,18 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        // Deprecating a tool deprecates every version of it.
+        sqlx::query(
+            "UPDATE tool_versions SET deprecated = 1, updated_by_org = $3, updated_by_user = $4, updated_at = $5 \
+             WHERE org_id = $1 AND tool_id = $2 AND deprecated = 0",
+        )
+        .bind(org_id)
+        .bind(tool_id)
+        .bind(&by.org_id)
+        .bind(&by.user_id)
+        .bind(Timestamp::now().0)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

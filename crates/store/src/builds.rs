@@ -1,0 +1,157 @@
+//! Build records: every publish (and test build) leaves one, with its state and its log, so that
+//! a failed publish can be diagnosed after the fact.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use toolsmith_domain::time::Timestamp;
+use toolsmith_domain::ObjectId;
+
+use crate::{Store, StoreError, UserRef};
+
+/// Where a build stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildState {
+    /// Still running (or its process died; see [`Store::fail_stale_builds`]).
+    Running,
+    /// Produced a version.
+    Succeeded,
+    /// Did not; the message says why.
+    Failed,
+}
+
+impl BuildState {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildState::Running => "running",
+            BuildState::Succeeded => "succeeded",
+            BuildState::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> BuildState {
+        match s {
+            "succeeded" => BuildState::Succeeded,
+            "failed" => BuildState::Failed,
+            _ => BuildState::Running,
+        }
+    }
+}
+
+/// One build.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildRecord {
+    /// Its id.
+    pub id: String,
+    /// The organization.
+    pub org_id: String,
+    /// The tool, for publishes.
+    pub tool_id: Option<String>,
+    /// `publish` or `test`.
+    pub kind: String,
+    /// Its state.
+    pub state: BuildState,
+    /// A one-line summary (the failure reason).
+    pub message: String,
+    /// The full log.
+    pub log: String,
+    /// Who started it.
+    pub created_by: UserRef,
+    /// When it started.
+    pub created_at: Timestamp,
+    /// When it ended.
+    pub finished_at: Option<Timestamp>,
+}
+
+impl Store {
+    /// Records the start of a build and returns its id.
+    pub async fn start_build(
+        &self,
+        org_id: &str,
+        tool_id: Option<&str>,
+        kind: &str,
+        by: &UserRef,
+    ) -> Result<String, StoreError> {
+        let id = ObjectId::generate().to_string();
+        sqlx::query(
+            "INSERT INTO builds (org_id, id, tool_id, kind, state, message, log, created_by_org, created_by_user, created_at) \
+             VALUES ($1, $2, $3, $4, 'running', '', '', $5, $6, $7)",
+        )
+        .bind(org_id)
+        .bind(&id)
+        .bind(tool_id)
+        .bind(kind)
+        .bind(&by.org_id)
+        .bind(&by.user_id)
+        .bind(Timestamp::now().0)
+        .execute(&self.db.write)
+        .await?;
+        Ok(id)
+    }
+
+    /// Records the end of a build.
+    pub async fn finish_build(
+        &self,
+        org_id: &str,
+        id: &str,
+        state: BuildState,
+        message: &str,
+        log: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE builds SET state = $3, message = $4, log = $5, finished_at = $6 WHERE org_id = $1 AND id = $2",
+        )
+        .bind(org_id)
+        .bind(id)
+        .bind(state.as_str())
+        .bind(message)
+        .bind(log)
+        .bind(Timestamp::now().0)
+        .execute(&self.db.write)
+        .await?;
+        Ok(())
+    }
+
+    /// One build of an organization.
+    pub async fn get_build(&self, org_id: &str, id: &str) -> Result<Option<BuildRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT org_id, id, tool_id, kind, state, message, log, created_by_org, created_by_user, created_at, finished_at \
+             FROM builds WHERE org_id = $1 AND id = $2",
+        )
+        .bind(org_id)
+        .bind(id)
+        .fetch_optional(&self.db.read)
+        .await?;
+        Ok(row.map(|r| build_from_row(&r)).transpose()?)
+    }
+
+    /// Marks builds still "running" after `older_than_secs` as failed: their server died
+    /// mid-build (a live build is bounded by the build timeout, far below that age).
+    pub async fn fail_stale_builds(&self, older_than_secs: i64) -> Result<u64, StoreError> {
+        let now = Timestamp::now();
+        let done = sqlx::query(
+            "UPDATE builds SET state = 'failed', message = 'The build was interrupted (its server stopped).', finished_at = $1 \
+             WHERE state = 'running' AND created_at < $2",
+        )
+        .bind(now.0)
+        .bind(now.plus_secs(-older_than_secs).0)
+        .execute(&self.db.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+fn build_from_row(r: &AnyRow) -> Result<BuildRecord, sqlx::Error> {
+    Ok(BuildRecord {
+        id: r.try_get("id")?,
+        org_id: r.try_get("org_id")?,
+        tool_id: r.try_get("tool_id")?,
+        kind: r.try_get("kind")?,
+        state: BuildState::parse(&r.try_get::<String, _>("state")?),
+        message: r.try_get("message")?,
+        log: r.try_get("log")?,
+        created_by: UserRef { org_id: r.try_get("created_by_org")?, user_id: r.try_get("created_by_user")? },
+        created_at: Timestamp(r.try_get("created_at")?),
+        finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
+    })
+}
