@@ -84,8 +84,14 @@ async fn versions_count_block_env_var_deletes_and_follow_the_tool() {
         ));
         store.modify_envvars("acme", &tool.id, &delete("B"), 60, &admin()).await.unwrap();
 
-        assert_eq!(store.deprecate_versions("acme", &tool.id, &[first.id.clone()], &admin()).await.unwrap(), 1);
-        assert_eq!(store.deprecate_versions("acme", &tool.id, &[first.id.clone()], &admin()).await.unwrap(), 0);
+        assert_eq!(
+            store.deprecate_versions("acme", &tool.id, std::slice::from_ref(&first.id), &admin()).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            store.deprecate_versions("acme", &tool.id, std::slice::from_ref(&first.id), &admin()).await.unwrap(),
+            0
+        );
         store.modify_envvars("acme", &tool.id, &delete("A"), 60, &admin()).await.unwrap();
 
         store.deprecate_tool("acme", &tool.id, &admin()).await.unwrap();
