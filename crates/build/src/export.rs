@@ -54,3 +54,24 @@ async fn git(repo: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
         Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
     }
 }
+
+/// Whether `ancestor` is an ancestor of `descendant` (or the same commit) in `repo`.
+pub async fn is_ancestor(repo: &Path, ancestor: &str, descendant: &str) -> Result<bool, String> {
+    let out = tokio::process::Command::new("git")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .arg("--git-dir")
+        .arg(repo)
+        .args(["merge-base", "--is-ancestor", "--end-of-options", ancestor, descendant])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| e.to_string())?;
+    match out.status.code() {
+        Some(0) => Ok(true),
+        Some(1) => Ok(false),
+        _ => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+    }
+}

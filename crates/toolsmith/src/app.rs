@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use toolsmith_build::{EnvStore, Toolchain};
 use toolsmith_repo::RepoStore;
 use toolsmith_store::Store;
 
@@ -20,6 +21,10 @@ pub struct Settings {
     pub lock_lease: Duration,
     /// The largest request body accepted on the JSON endpoints.
     pub max_body_bytes: usize,
+    /// How many live versions a tool may have; publishing one more is refused.
+    pub max_active_versions: usize,
+    /// The time limit of each build step (resolving, installing, testing, inspecting).
+    pub build_step_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -29,13 +34,29 @@ impl Default for Settings {
             envvar_tombstone: Duration::from_secs(60),
             lock_lease: Duration::from_secs(60),
             max_body_bytes: 1 << 20,
+            max_active_versions: 3,
+            build_step_timeout: Duration::from_secs(300),
         }
     }
+}
+
+/// What building versions needs: the interpreter and uv, the shared environments and the
+/// artifacts directory. Absent when the toolchain could not be found at start; publishing then
+/// answers 503 with the reason.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    /// Interpreter and uv.
+    pub toolchain: Toolchain,
+    /// Environments and uv's cache.
+    pub envs: EnvStore,
+    /// Where built source trees are kept.
+    pub artifacts: std::path::PathBuf,
 }
 
 struct Inner {
     store: Store,
     repos: RepoStore,
+    builder: Result<Builder, String>,
     tokens: TokenSigner,
     limiter: RateLimiter,
     settings: Settings,
@@ -47,8 +68,20 @@ pub struct AppState(Arc<Inner>);
 
 impl AppState {
     /// Assembles the state.
-    pub fn new(store: Store, repos: RepoStore, tokens: TokenSigner, limiter: RateLimiter, settings: Settings) -> Self {
-        AppState(Arc::new(Inner { store, repos, tokens, limiter, settings }))
+    pub fn new(
+        store: Store,
+        repos: RepoStore,
+        builder: Result<Builder, String>,
+        tokens: TokenSigner,
+        limiter: RateLimiter,
+        settings: Settings,
+    ) -> Self {
+        AppState(Arc::new(Inner { store, repos, builder, tokens, limiter, settings }))
+    }
+
+    /// The build services, or why they are unavailable.
+    pub fn builder(&self) -> Result<&Builder, &str> {
+        self.0.builder.as_ref().map_err(String::as_str)
     }
 
     /// The organizations' git repositories.

@@ -135,6 +135,18 @@ pub struct ServeArgs {
     /// Largest file the repository browsing endpoints return, in bytes.
     #[arg(long, env = "TOOLSMITH_MAX_FILE_BYTES", default_value_t = 10 << 20)]
     pub max_file_bytes: u64,
+    /// The Python interpreter tools are built for and run on.
+    #[arg(long, env = "TOOLSMITH_PYTHON", default_value = "python3")]
+    pub python: String,
+    /// The uv binary (default: the `uv` Python package of --python, then `uv` on PATH).
+    #[arg(long, env = "TOOLSMITH_UV")]
+    pub uv: Option<PathBuf>,
+    /// How many live versions a tool may have.
+    #[arg(long, env = "TOOLSMITH_MAX_ACTIVE_VERSIONS", default_value_t = 3)]
+    pub max_active_versions: usize,
+    /// Time limit of each build step, in seconds.
+    #[arg(long, env = "TOOLSMITH_BUILD_STEP_TIMEOUT_SECS", default_value_t = 300)]
+    pub build_step_timeout_secs: u64,
     /// The organization created on first start.
     #[arg(long, env = "TOOLSMITH_BOOTSTRAP_ORG", default_value = "default")]
     pub bootstrap_org: String,
@@ -163,11 +175,22 @@ impl ServeArgs {
                 self.bootstrap_org
             ));
         }
+        if self.max_active_versions == 0 {
+            return Err("--max-active-versions must be at least 1".into());
+        }
+        if !(5..=3600).contains(&self.build_step_timeout_secs) {
+            return Err(format!(
+                "--build-step-timeout-secs must be between 5 and 3600, got {}",
+                self.build_step_timeout_secs
+            ));
+        }
         Ok(Settings {
             token_ttl: Duration::from_secs(self.token_ttl_secs),
             envvar_tombstone: Duration::from_secs(self.envvar_tombstone_secs),
             lock_lease: Duration::from_secs(self.lock_lease_secs),
             max_body_bytes: self.max_body_bytes,
+            max_active_versions: self.max_active_versions,
+            build_step_timeout: Duration::from_secs(self.build_step_timeout_secs),
         })
     }
 

@@ -7,11 +7,12 @@ use tokio::net::TcpListener;
 use toolsmith_repo::{Limits, RepoStore};
 use toolsmith_store::Store;
 
-use crate::app::{AppState, Settings};
+use crate::app::{AppState, Builder, Settings};
 use crate::config::{LogFormat, ServeArgs, StorageArgs, Switch};
 use crate::http::rate_limit::RateLimiter;
 use crate::identity::token::TokenSigner;
 use crate::{bootstrap, keys};
+use toolsmith_build::{EnvStore, Toolchain};
 
 /// Opens the store named by `storage`, creating the data directory (mode 0700) when needed.
 pub async fn open_store(storage: &StorageArgs) -> anyhow::Result<Store> {
@@ -44,8 +45,27 @@ pub fn rate_limiter(store: &Store, switch: Switch) -> RateLimiter {
 }
 
 /// Builds the application state.
-pub fn state(store: Store, repos: RepoStore, token_key: Vec<u8>, limiter: RateLimiter, settings: Settings) -> AppState {
-    AppState::new(store, repos, TokenSigner::new(token_key), limiter, settings)
+pub fn state(
+    store: Store,
+    repos: RepoStore,
+    builder: Result<Builder, String>,
+    token_key: Vec<u8>,
+    limiter: RateLimiter,
+    settings: Settings,
+) -> AppState {
+    AppState::new(store, repos, builder, TokenSigner::new(token_key), limiter, settings)
+}
+
+/// Finds the toolchain and prepares the environments and artifacts directories under the data
+/// directory; the error is the reason publishing will be unavailable.
+pub async fn open_builder(
+    data_dir: &std::path::Path,
+    python: &str,
+    uv: Option<&std::path::Path>,
+) -> Result<Builder, String> {
+    let toolchain = Toolchain::discover(python, uv).await?;
+    let envs = EnvStore::new(data_dir).map_err(|e| format!("preparing {}: {e}", data_dir.display()))?;
+    Ok(Builder { toolchain, envs, artifacts: data_dir.join("artifacts") })
 }
 
 /// The repositories under `<data-dir>/repos`.
@@ -80,7 +100,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = std::io::stdout().flush();
     }
     let limiter = rate_limiter(&store, args.rate_limits);
-    let app = crate::http::router(state(store.clone(), repos, token_key, limiter, settings));
+    let builder = open_builder(&args.storage.data_dir, &args.python, args.uv.as_deref()).await;
+    match &builder {
+        Ok(b) => {
+            tracing::info!(python = %b.toolchain.python.display(), version = %b.toolchain.version, uv = %b.toolchain.uv.display(), "build toolchain ready")
+        }
+        Err(why) => tracing::warn!(reason = %why, "publishing is unavailable until the build toolchain is installed"),
+    }
+    // Builds left "running" by a server that stopped will never finish.
+    let stale = store.fail_stale_builds(settings.build_step_timeout.as_secs() as i64 * 4).await?;
+    if stale > 0 {
+        tracing::warn!(count = stale, "marked interrupted builds as failed");
+    }
+    let app = crate::http::router(state(store.clone(), repos, builder, token_key, limiter, settings));
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {} (is another server running there?)", args.listen))?;

@@ -26,7 +26,7 @@ use tower_http::trace::TraceLayer;
 use crate::app::AppState;
 use error::ApiError;
 use operations::Operation;
-use routes::{docs, envvars, git, repo, repo_access, signin, tools};
+use routes::{docs, envvars, git, repo, repo_access, signin, tools, versions};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -56,6 +56,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/{org}/tool", tools_collection)
         .route("/v1/{org}/tool/{tool_id}", tool)
         .route("/v1/{org}/tool/{tool_id}/envvar", guarded(&state, &MODIFY_ENVVARS, post(envvars::modify)))
+        .route(
+            "/v1/{org}/tool/{tool_id}/version",
+            guarded(&state, &PUBLISH_VERSION, post(versions::publish)).merge(guarded(
+                &state,
+                &GET_VERSIONS,
+                get(versions::list),
+            )),
+        )
+        .route(
+            "/v1/{org}/tool/{tool_id}/version/{versions}",
+            guarded(&state, &DEPRECATE_VERSIONS, delete(versions::deprecate)),
+        )
+        .route("/v1/{org}/tool/build/{build_id}", guarded(&state, &GET_BUILD, get(versions::build_log)))
         .route("/v1/{org}/tool/git/{*git_path}", guarded(&state, &GIT, get(git::serve).post(git::serve)))
         .route("/v1/{org}/tool/amigo_tool_scaffold.tar.gz", guarded(&state, &SCAFFOLD, get(repo::scaffold_archive)))
         .route("/v1/{org}/tool/repo/file", guarded(&state, &REPO_FILE, get(repo::file)))

@@ -106,3 +106,23 @@ pub const REVOKE_REPO_ACCESS: Operation = op(
     Some(Permission::UpdateUserInfo),
     "The specified organization or user does not exist.",
 );
+/// `POST /v1/{org}/tool/{tool_id}/version`.
+pub const PUBLISH_VERSION: Operation = op(
+    "publish-tool-version",
+    10,
+    Some(Permission::ModifyTool),
+    "The specified organization, tool, commit, or project directory does not exist.",
+);
+/// `GET /v1/{org}/tool/{tool_id}/version`.
+pub const GET_VERSIONS: Operation =
+    op("get-tool-versions", 50, Some(Permission::GetTool), "Specified organization or tool is not found.");
+/// `DELETE /v1/{org}/tool/{tool_id}/version/{versions}`.
+pub const DEPRECATE_VERSIONS: Operation = op(
+    "deprecate-tool-version",
+    20,
+    Some(Permission::ModifyTool),
+    "The specified organization or tool does not exist.",
+);
+/// `GET /v1/{org}/tool/build/{build_id}` (extension).
+pub const GET_BUILD: Operation =
+    op("get-tool-build", 60, Some(Permission::GetTool), "The specified organization or build does not exist.");

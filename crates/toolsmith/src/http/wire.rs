@@ -113,3 +113,93 @@ pub struct SignInResponse {
     /// When it expires.
     pub expires_at: String,
 }
+
+/// `UserInfo` of versions: `{user_id, user_org_id}` (the contract names it differently from the
+/// tools' `UserInfo`).
+#[derive(Debug, Serialize)]
+pub struct VersionUserInfo {
+    /// The user's id.
+    pub user_id: String,
+    /// The user's organization.
+    pub user_org_id: String,
+}
+
+impl From<&UserRef> for VersionUserInfo {
+    fn from(u: &UserRef) -> Self {
+        VersionUserInfo { user_id: u.user_id.clone(), user_org_id: u.org_id.clone() }
+    }
+}
+
+/// `Version`.
+#[derive(Debug, Serialize)]
+pub struct VersionOut {
+    /// Major.
+    pub major: u64,
+    /// Minor.
+    pub minor: u64,
+    /// Patch.
+    pub patch: u64,
+}
+
+/// `ToolVersionInstance`, plus toolsmith's `content_digest` extension.
+#[derive(Debug, Serialize)]
+pub struct ToolVersionInstance {
+    /// The version record's id.
+    pub id: String,
+    /// The organization.
+    pub org_id: String,
+    /// Publication time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+    /// The tool.
+    pub tool_id: String,
+    /// `{major, minor, patch}`.
+    pub version: VersionOut,
+    /// Non-secret env vars it needs.
+    pub required_envvars: Vec<String>,
+    /// Secret env vars it needs.
+    pub required_secret_envvars: Vec<String>,
+    /// Its input schema.
+    pub input_schema: serde_json::Value,
+    /// The source commit.
+    pub tool_commit_hash: String,
+    /// The scaffold archive hash.
+    pub amigo_scaffold_commit_hash: String,
+    /// The project directory.
+    pub project_directory: String,
+    /// The artifact revision.
+    pub lambda_version: i64,
+    /// Publisher.
+    pub creator: VersionUserInfo,
+    /// Last modifier.
+    pub updated_by: VersionUserInfo,
+    /// Whether it is deprecated.
+    pub deprecated: bool,
+    /// Extension: SHA-256 over (source tree, lock, schema), to pin exactly what was tested.
+    pub content_digest: String,
+}
+
+impl From<toolsmith_store::ToolVersion> for ToolVersionInstance {
+    fn from(v: toolsmith_store::ToolVersion) -> Self {
+        ToolVersionInstance {
+            created_at: v.created_at.to_rfc3339(),
+            updated_at: v.updated_at.to_rfc3339(),
+            version: VersionOut { major: v.version.major, minor: v.version.minor, patch: v.version.patch },
+            creator: (&v.creator).into(),
+            updated_by: (&v.updated_by).into(),
+            id: v.id,
+            org_id: v.org_id,
+            tool_id: v.tool_id,
+            required_envvars: v.required_envvars,
+            required_secret_envvars: v.required_secret_envvars,
+            input_schema: v.input_schema,
+            tool_commit_hash: v.tool_commit_hash,
+            amigo_scaffold_commit_hash: v.scaffold_hash,
+            project_directory: v.project_directory,
+            lambda_version: v.lambda_version,
+            deprecated: v.deprecated,
+            content_digest: v.content_digest,
+        }
+    }
+}

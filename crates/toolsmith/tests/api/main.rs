@@ -11,3 +11,4 @@ mod rate_limits;
 mod repo;
 mod signin;
 mod tools;
+mod versions;

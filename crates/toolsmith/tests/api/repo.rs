@@ -9,13 +9,13 @@ use toolsmith_domain::Role;
 use crate::both_backends;
 use crate::support::{Backend, Options, TestApp, User};
 
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Out {
+    pub(crate) ok: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
-async fn git(dir: &Path, args: &[&str]) -> Out {
+pub(crate) async fn git(dir: &Path, args: &[&str]) -> Out {
     let out = tokio::process::Command::new("git")
         .args(["-c", "user.name=Test", "-c", "user.email=test@example.invalid", "-c", "init.defaultBranch=main"])
         .args(args)
@@ -33,16 +33,16 @@ async fn git(dir: &Path, args: &[&str]) -> Out {
     }
 }
 
-fn url(app: &TestApp, org: &str, user_org: &str, user: &User) -> String {
+pub(crate) fn url(app: &TestApp, org: &str, user_org: &str, user: &User) -> String {
     let host = app.base.trim_start_matches("http://");
     format!("http://{user_org}_{}:{}@{host}/v1/{org}/tool/git", user.id, user.token)
 }
 
-async fn clone(app: &TestApp, user: &User, into: &Path) -> Out {
+pub(crate) async fn clone(app: &TestApp, user: &User, into: &Path) -> Out {
     git(into.parent().unwrap(), &["clone", "--quiet", &url(app, "acme", "acme", user), into.to_str().unwrap()]).await
 }
 
-async fn commit_file(dir: &Path, name: &str, content: &[u8], message: &str) {
+pub(crate) async fn commit_file(dir: &Path, name: &str, content: &[u8], message: &str) {
     let path = dir.join(name);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, content).unwrap();
@@ -51,7 +51,7 @@ async fn commit_file(dir: &Path, name: &str, content: &[u8], message: &str) {
     assert!(c.ok, "{}", c.stderr);
 }
 
-async fn head(dir: &Path) -> String {
+pub(crate) async fn head(dir: &Path) -> String {
     git(dir, &["rev-parse", "HEAD"]).await.stdout.trim().to_owned()
 }
 

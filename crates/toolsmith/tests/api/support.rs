@@ -144,7 +144,9 @@ impl TestApp {
     ) -> TestApp {
         let limiter = toolsmith::server::rate_limiter(&store, options.rate_limits);
         let repos = toolsmith_repo::RepoStore::new(dir.path().join("repos"), options.repo_limits).expect("repos");
-        let state = toolsmith::server::state(store.clone(), repos, token_key.clone(), limiter, options.settings);
+        let builder = toolsmith::server::open_builder(dir.path(), "python3", None).await;
+        let state =
+            toolsmith::server::state(store.clone(), repos, builder, token_key.clone(), limiter, options.settings);
         let router = toolsmith::http::router(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

@@ -7,3 +7,4 @@ pub mod repo;
 pub mod repo_access;
 pub mod signin;
 pub mod tools;
+pub mod versions;
