@@ -30,6 +30,10 @@ async fn openapi_document_describes_every_route_and_the_compatible_shapes() {
         ("post", "/v1/{organization}/tool/{tool_id}", "modify-tool"),
         ("delete", "/v1/{organization}/tool/{tool_id}", "deprecate-tool"),
         ("post", "/v1/{organization}/tool/{tool_id}/envvar", "modify-tool-envvars"),
+        ("post", "/v1/{organization}/tool/{tool_id}/version", "publish-tool-version"),
+        ("get", "/v1/{organization}/tool/{tool_id}/version", "get-tool-versions"),
+        ("delete", "/v1/{organization}/tool/{tool_id}/version/{versions}", "deprecate-tool-version"),
+        ("get", "/v1/{organization}/tool/amigo_tool_scaffold.tar.gz", "get-tool-scaffold-release"),
     ] {
         assert!(ours.contains(&(method.to_owned(), path.to_owned())), "{method} {path} is not described");
         assert_eq!(doc["paths"][path][method]["operationId"], op);
