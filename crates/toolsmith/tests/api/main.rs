@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod contract;
 mod envvars;
+mod examples;
 mod locks;
 mod rate_limits;
 mod repo;

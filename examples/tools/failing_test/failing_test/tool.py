@@ -1,0 +1,3 @@
+def run(a: int, b: int) -> int:
+    """Add two numbers (wrongly, on purpose)."""
+    return a - b

@@ -1,0 +1,7 @@
+def run(text: str) -> str:
+    """Echo the text back.
+
+    Args:
+        text: The text to return.
+    """
+    return text
