@@ -191,3 +191,113 @@ fn a_closed_stdout_does_not_stop_the_server() {
     let _server = Running { child, _stdout: None };
     wait_healthy(port);
 }
+
+fn serve_with(data: &std::path::Path, port: u16, extra: &[&str]) -> (Running, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut out = String::new();
+    while !out.contains("x-user-id") {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => out.push_str(&line),
+        }
+    }
+    (Running { child, _stdout: Some(reader) }, out)
+}
+
+#[test]
+fn a_server_killed_in_the_middle_of_a_publish_leaves_nothing_half_made() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let lease = ["--lock-lease-secs", "5"];
+    let (mut server, printed) = serve_with(data.path(), port, &lease);
+    wait_healthy(port);
+    let start = printed.find("curl -s").unwrap();
+    let signed: serde_json::Value =
+        serde_json::from_str(&sh(&printed[start..].lines().take(2).collect::<Vec<_>>().join("\n"))).unwrap();
+    let token = signed["id_token"].as_str().unwrap().to_owned();
+    let api = format!("http://127.0.0.1:{port}/v1/default");
+    let auth = format!("Authorization: Bearer {token}");
+
+    // A project whose tests never finish keeps the publish busy in its build.
+    let work = tempfile::tempdir().unwrap();
+    let git = |args: &str| {
+        sh(&format!(
+            "cd {} && git -c user.name=T -c user.email=t@example.invalid -c 'http.extraHeader={auth}' {args}",
+            work.path().display()
+        ))
+    };
+    git(&format!("clone --quiet {api}/tool/git repo"));
+    let slow = work.path().join("repo/slow");
+    std::fs::create_dir_all(slow.join("p")).unwrap();
+    std::fs::create_dir_all(slow.join("tests")).unwrap();
+    std::fs::write(
+        slow.join("pyproject.toml"),
+        "[project]\nname = \"p\"\nversion = \"0.1.0\"\nrequires-python = \">=3.11\"\ndependencies = []\n[dependency-groups]\ndev = [\"pytest>=8\"]\n\
+         [tool.toolsmith]\nentrypoint = \"p.tool:run\"\n[tool.pytest.ini_options]\npythonpath = [\".\"]\n",
+    )
+    .unwrap();
+    std::fs::write(slow.join("p/__init__.py"), "").unwrap();
+    std::fs::write(slow.join("p/tool.py"), "def run() -> str:\n    return 'x'\n").unwrap();
+    std::fs::write(slow.join("tests/test_slow.py"), "import time\n\ndef test_slow():\n    time.sleep(600)\n").unwrap();
+    git("-C repo add -A && git -C repo -c user.name=T -c user.email=t@example.invalid commit --quiet -m slow");
+    git("-C repo push --quiet origin main");
+    let created = sh(&format!(
+        "curl -s -X POST {api}/tool/ -H '{auth}' -H 'content-type: application/json' -d '{{\"name\": \"crashy\", \"description\": \"d\", \"tags\": {{}}}}'"
+    ));
+    let tool = serde_json::from_str::<serde_json::Value>(&created).unwrap()["id"].as_str().unwrap().to_owned();
+    let publish = |path: &str| {
+        format!(
+            "curl -s -o /dev/null -w '%{{http_code}}' -m 120 -X POST {api}/tool/{tool}/version -H '{auth}' -H 'content-type: application/json' -d '{{\"project_path\": \"{path}\", \"bump_type\": \"major\"}}'"
+        )
+    };
+    let in_flight = Command::new("sh").arg("-c").arg(publish("slow")).stdout(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    // SIGKILL: no destructor, no lock release, no cleanup.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let _ = in_flight.wait_with_output();
+
+    // A restart on existing data prints no welcome: nothing to wait for but health.
+    let restarted = Command::new(BIN)
+        .args(["serve", "--data-dir"])
+        .arg(data.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(lease)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Running { child: restarted, _stdout: None };
+    wait_healthy(port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = sh(&publish("hello_world"));
+        if status != "409" || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(status, "201", "the next publish works once the dead holder's lease has run out");
+    let listed: serde_json::Value =
+        serde_json::from_str(&sh(&format!("curl -s {api}/tool/{tool}/version -H '{auth}'"))).unwrap();
+    let versions = listed["tool_versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 1, "the interrupted publish left no version: {listed}");
+    assert_eq!(versions[0]["project_directory"], "hello_world");
+    // Every environment that exists is complete; unfinished ones stay in staging, never trusted.
+    for entry in std::fs::read_dir(data.path().join("envs")).unwrap() {
+        let entry = entry.unwrap();
+        if !entry.file_name().to_string_lossy().starts_with('.') {
+            assert!(entry.path().join(".complete").exists(), "{:?}", entry.path());
+        }
+    }
+}

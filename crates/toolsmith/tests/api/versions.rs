@@ -203,3 +203,53 @@ both_backends!(publish_refuses_an_older_commit_and_runs_one_at_a_time, |backend:
     assert_eq!(r.status, 400);
     assert!(r.detail().contains("older than the last valid commit"), "{}", r.text);
 });
+
+both_backends!(hanging_builds_missing_packages_and_non_functions_fail_clearly, |backend: Backend| async move {
+    use crate::support::Options;
+    let options = Options {
+        settings: toolsmith::app::Settings {
+            build_step_timeout: std::time::Duration::from_secs(4),
+            ..Default::default()
+        },
+        ..Options::default()
+    };
+    let app = TestApp::spawn_with(backend, options).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("w");
+    assert!(clone(&app, &app.admin, &dir).await.ok);
+    let contract = "[tool.toolsmith]\nentrypoint = \"p.tool:run\"\n";
+    commit_file(&dir, "hangs/pyproject.toml", format!("{PYPROJECT}{contract}").as_bytes(), "hangs").await;
+    commit_file(&dir, "hangs/p/__init__.py", b"", "pkg").await;
+    commit_file(&dir, "hangs/p/tool.py", b"def run() -> str:\n    return 'x'\n", "tool").await;
+    commit_file(&dir, "hangs/tests/test_p.py", b"import time\n\ndef test_forever():\n    time.sleep(3600)\n", "test")
+        .await;
+    let missing_dep = "[project]\nname = \"p\"\nversion = \"0.1.0\"\nrequires-python = \">=3.11\"\ndependencies = [\"toolsmith-no-such-package-8c1f3a\"]\n";
+    commit_file(&dir, "missing_dep/pyproject.toml", format!("{missing_dep}{contract}").as_bytes(), "missing dep").await;
+    commit_file(&dir, "missing_dep/p/__init__.py", b"", "pkg").await;
+    commit_file(&dir, "missing_dep/p/tool.py", b"def run() -> str:\n    return 'x'\n", "tool").await;
+    commit_file(&dir, "not_function/pyproject.toml", format!("{PYPROJECT}{contract}").as_bytes(), "not fn").await;
+    commit_file(&dir, "not_function/p/__init__.py", b"", "pkg").await;
+    commit_file(&dir, "not_function/p/tool.py", b"run = 42\n", "tool").await;
+    assert!(git(&dir, &["push", "--quiet", "origin", "main"]).await.ok);
+
+    let tool = app.create_tool("trouble").await;
+    let started = std::time::Instant::now();
+    let r = publish(&app, &tool, json!({"project_path": "hangs", "bump_type": "major"})).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.detail().contains("did not finish in time"), "{}", r.text);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "the build step timeout ended it");
+
+    let r = publish(&app, &tool, json!({"project_path": "missing_dep", "bump_type": "major"})).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.detail().contains("resolving the dependencies failed")
+            && r.detail().contains("toolsmith-no-such-package-8c1f3a"),
+        "{}",
+        r.text
+    );
+
+    let r = publish(&app, &tool, json!({"project_path": "not_function", "bump_type": "major"})).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.detail().contains("not a function"), "{}", r.text);
+    assert_eq!(numbers(&versions(&app, &tool, "").await).len(), 0);
+});
