@@ -1,8 +1,8 @@
-"""The tool's entry point.
+"""The tool: `run` is the function an agent calls.
 
-toolsmith reads the annotated parameters of `run` to build the input schema an agent sees, and
-the docstring to describe each parameter. Whatever `run` returns becomes the tool's output: a
-string as it is, anything else as JSON.
+The agent is shown `run`'s parameters, with their types and the descriptions from the docstring,
+and passes a value for each. Whatever `run` returns becomes the tool's result: a string as it is,
+anything else as JSON.
 """
 
 

@@ -1,0 +1,1 @@
+"""A word counter with a bug that its test catches."""

@@ -1,0 +1,1 @@
+"""A tool whose entrypoint module cannot be imported."""

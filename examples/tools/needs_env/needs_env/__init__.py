@@ -1,0 +1,1 @@
+"""A tool that needs one plain environment variable and one secret."""

@@ -1,0 +1,1 @@
+"""A tool with no dependencies that echoes its input."""

@@ -1,3 +1,6 @@
+"""The smallest useful tool: it returns what it is given."""
+
+
 def run(text: str) -> str:
     """Echo the text back.
 

@@ -1,0 +1,1 @@
+"""A tool whose signature uses every common kind of input."""

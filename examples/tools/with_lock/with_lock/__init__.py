@@ -1,0 +1,1 @@
+"""A tool with one third-party dependency, pinned by a committed uv.lock."""

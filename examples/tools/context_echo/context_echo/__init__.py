@@ -1,0 +1,1 @@
+"""A tool that shows the invocation context it was given."""

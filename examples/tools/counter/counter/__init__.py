@@ -1,0 +1,1 @@
+"""A tool that counts its calls in a global variable."""
