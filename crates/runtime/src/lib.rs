@@ -5,8 +5,16 @@
 //! runs inside a [`sandbox`]: a bubblewrap container that sees the tool's own files read-only,
 //! a private `/tmp`, and nothing of the server (no data directory, no other tools, no server
 //! environment), under resource limits and a wall-clock timeout.
+//!
+//! Invocations run in a [`zygote`] per version, kept by the [`pool`]: a sandboxed Python process
+//! that imported the tool once and forks a fresh child for every call.
 
+pub mod cgroup;
 pub mod introspect;
+pub mod pool;
 pub mod sandbox;
+pub mod zygote;
 
+pub use pool::{Busy, Pool, PoolConfig, VersionRuntime};
 pub use sandbox::{Limits, Mount, Outcome, Sandbox, SandboxError};
+pub use zygote::{mask, InvocationLimits, RunOutcome, StartError, Zygote};

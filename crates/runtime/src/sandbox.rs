@@ -139,6 +139,9 @@ pub struct Sandbox {
     cwd: PathBuf,
     network: bool,
     limits: Limits,
+    as_pid_1: bool,
+    cgroup_procs: Option<PathBuf>,
+    max_processes: Option<u64>,
 }
 
 /// Files of `/etc` that programs need for name resolution, TLS and user lookups; nothing else
@@ -163,7 +166,33 @@ impl Sandbox {
             cwd: PathBuf::from("/"),
             network: false,
             limits: Limits::default(),
+            as_pid_1: false,
+            cgroup_procs: None,
+            max_processes: None,
         }
+    }
+
+    /// Runs the command itself as PID 1 of the sandbox's PID namespace instead of under
+    /// bubblewrap's reaper. The kernel then ignores signals to it from inside the sandbox that
+    /// it has no handler for (SIGKILL included), so the code it runs cannot kill it, and it
+    /// must reap orphans itself.
+    pub fn as_pid_1(mut self, yes: bool) -> Self {
+        self.as_pid_1 = yes;
+        self
+    }
+
+    /// Joins the sandbox to a process-count cgroup (the path of its `cgroup.procs`) before
+    /// bubblewrap starts, so every process inside counts against that cgroup's `pids.max`.
+    pub fn cgroup(mut self, procs: Option<PathBuf>) -> Self {
+        self.cgroup_procs = procs;
+        self
+    }
+
+    /// Sets `RLIMIT_NPROC`. The kernel counts it per user and does not apply it to root, so it
+    /// is a fallback for when no cgroup is available and the service runs as its own user.
+    pub fn max_processes(mut self, limit: Option<u64>) -> Self {
+        self.max_processes = limit;
+        self
     }
 
     /// Adds a mount.
@@ -203,6 +232,14 @@ impl Sandbox {
         // through /proc/1/environ: it must not inherit the server's.
         cmd.env_clear();
         cmd.args(["--die-with-parent", "--new-session", "--unshare-all", "--clearenv"]);
+        // Run as root, bubblewrap would keep every capability inside the sandbox.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.args(["--cap-drop", "ALL"]);
+        }
+        if self.as_pid_1 {
+            cmd.arg("--as-pid-1");
+        }
         if self.network {
             cmd.arg("--share-net");
         }
@@ -245,9 +282,27 @@ impl Sandbox {
         cmd.arg("--chdir").arg(&self.cwd);
         cmd.arg("--").args(argv);
         let limits = self.limits;
-        // SAFETY: only async-signal-safe calls (setrlimit) between fork and exec.
+        let nproc = self.max_processes;
+        let cgroup =
+            self.cgroup_procs.as_ref().and_then(|p| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok());
+        // SAFETY: only async-signal-safe calls (open, write, close, setrlimit) between fork and
+        // exec; the path was allocated before the fork.
         unsafe {
             cmd.pre_exec(move || {
+                if let Some(path) = &cgroup {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let written = libc::write(fd, b"0\n".as_ptr().cast(), 2);
+                    libc::close(fd);
+                    if written != 2 {
+                        return Err(std::io::Error::other("could not join the sandbox's cgroup"));
+                    }
+                }
+                if let Some(n) = nproc {
+                    set_limit(libc::RLIMIT_NPROC, n)?;
+                }
                 set_limit(libc::RLIMIT_AS, limits.memory_bytes)?;
                 set_limit(libc::RLIMIT_CPU, limits.cpu_secs)?;
                 set_limit(libc::RLIMIT_FSIZE, limits.file_size_bytes)?;
@@ -258,6 +313,16 @@ impl Sandbox {
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         cmd
+    }
+
+    /// Starts `argv` inside the sandbox with its stdin, stdout and stderr piped, for a process
+    /// that lives on and talks over its pipes. The limits' timeout does not apply; the process
+    /// is killed when the returned child is dropped (and with the server).
+    pub fn spawn<S: Into<OsString> + Clone>(&self, argv: &[S]) -> Result<tokio::process::Child, SandboxError> {
+        let argv: Vec<OsString> = argv.iter().cloned().map(Into::into).collect();
+        let mut cmd = self.command(&argv);
+        cmd.stdin(Stdio::piped());
+        cmd.spawn().map_err(SandboxError::Spawn)
     }
 
     /// Runs `argv` inside the sandbox to completion (or to the timeout).
