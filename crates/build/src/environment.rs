@@ -156,6 +156,11 @@ impl EnvStore {
         Ok(store)
     }
 
+    /// The directory of the environment with `key` (which exists once a build made it).
+    pub fn path_of(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
     /// The key of the environment for `lock` on `toolchain`.
     pub fn key(lock: &[u8], toolchain: &Toolchain) -> String {
         let mut hash = Sha256::new();

@@ -265,6 +265,10 @@ impl Sandbox {
         for m in &self.mounts {
             cmd.arg(if m.writable { "--bind" } else { "--ro-bind" }).arg(&m.host).arg(&m.inside);
         }
+        // The sandbox's root is a tmpfs holding the mount points; left writable, files written
+        // there (`/etc/x`, `/x`) would outlive an invocation. Only `/tmp` and writable mounts
+        // take writes.
+        cmd.args(["--remount-ro", "/"]);
         cmd.args([
             "--setenv",
             "PATH",

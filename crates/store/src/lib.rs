@@ -14,6 +14,7 @@ mod db;
 mod envvars;
 mod error;
 mod identity;
+mod invocations;
 mod locks;
 pub use locks::ToolLock;
 mod migrate;
@@ -29,6 +30,10 @@ pub use db::Dialect;
 pub use envvars::{EnvVarChanges, EnvVarInsert, EnvVarValue};
 pub use error::StoreError;
 pub use identity::{Access, ApiKeyRecord, Organization, UserRecord};
+pub use invocations::{
+    Invocation, InvocationFilter, InvocationLogs, InvocationPage, InvocationQuery, InvocationSearch,
+    InvocationSortField, NewInvocation, SearchField, SourceType, ToolVersions,
+};
 pub use tools::{NewTool, SortField, Tool, ToolPage, ToolQuery, UserRef};
 pub use versions::{NewVersion, ToolVersion};
 
@@ -43,6 +48,7 @@ use secrets::Keyring;
 pub struct Store {
     db: Db,
     keyring: Keyring,
+    recorder: invocations::Recorder,
 }
 
 impl Store {
@@ -50,7 +56,8 @@ impl Store {
     pub async fn open(url: &str, keyring: Keyring) -> Result<Store, StoreError> {
         let db = Db::connect(url).await?;
         migrate::run(&db).await?;
-        Ok(Store { db, keyring })
+        let recorder = invocations::Recorder::start(db.clone());
+        Ok(Store { db, keyring, recorder })
     }
 
     /// Opens (creating if needed) the SQLite database inside a data directory.

@@ -32,6 +32,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_versions.sql"),
         postgres: include_str!("../migrations/postgres/0003_versions.sql"),
     },
+    Migration {
+        version: 4,
+        sqlite: include_str!("../migrations/sqlite/0004_invocations.sql"),
+        postgres: include_str!("../migrations/postgres/0004_invocations.sql"),
+    },
 ];
 
 /// An arbitrary constant that names toolsmith's migration lock among PostgreSQL advisory locks.

@@ -1,10 +1,12 @@
 //! The shared state every request handler sees.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use toolsmith_build::{EnvStore, Toolchain};
 use toolsmith_repo::RepoStore;
+use toolsmith_runtime::{Pool, PoolConfig};
 use toolsmith_store::Store;
 
 use crate::http::rate_limit::RateLimiter;
@@ -25,6 +27,8 @@ pub struct Settings {
     pub max_active_versions: usize,
     /// The time limit of each build step (resolving, installing, testing, inspecting).
     pub build_step_timeout: Duration,
+    /// How tools run: concurrency, limits, network, idle eviction.
+    pub runtime: PoolConfig,
 }
 
 impl Default for Settings {
@@ -36,6 +40,7 @@ impl Default for Settings {
             max_body_bytes: 1 << 20,
             max_active_versions: 3,
             build_step_timeout: Duration::from_secs(300),
+            runtime: PoolConfig::default(),
         }
     }
 }
@@ -60,6 +65,8 @@ struct Inner {
     tokens: TokenSigner,
     limiter: RateLimiter,
     settings: Settings,
+    runtime: Option<Arc<Pool>>,
+    validators: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
 }
 
 /// Cheaply clonable handle to the service's state.
@@ -76,7 +83,56 @@ impl AppState {
         limiter: RateLimiter,
         settings: Settings,
     ) -> Self {
-        AppState(Arc::new(Inner { store, repos, builder, tokens, limiter, settings }))
+        // The runtime keeps its harness beside the artifacts it runs.
+        let runtime = builder.as_ref().ok().and_then(|b| {
+            let dir = b.artifacts.parent().unwrap_or(&b.artifacts).join("runtime");
+            match Pool::new(settings.runtime.clone(), &dir) {
+                Ok(pool) => {
+                    if let Some(why) = pool.cgroup_problem() {
+                        tracing::warn!(
+                            reason = why,
+                            "no process-count cgroup for sandboxes; falling back to RLIMIT_NPROC, which does not bind root"
+                        );
+                    }
+                    let pool = Arc::new(pool);
+                    pool.spawn_evictor();
+                    Some(pool)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, dir = %dir.display(), "cannot prepare the tool runtime");
+                    None
+                }
+            }
+        });
+        let validators = Mutex::new(HashMap::new());
+        AppState(Arc::new(Inner { store, repos, builder, tokens, limiter, settings, runtime, validators }))
+    }
+
+    /// The zygote pool that runs invocations, when tools can run on this server.
+    pub fn runtime(&self) -> Option<&Arc<Pool>> {
+        self.0.runtime.as_ref()
+    }
+
+    /// The compiled input-schema validator of a version, compiled once per version.
+    pub fn validator(
+        &self,
+        version_id: &str,
+        schema: &serde_json::Value,
+    ) -> Result<Arc<jsonschema::Validator>, String> {
+        if let Some(v) = self.0.validators.lock().unwrap_or_else(|e| e.into_inner()).get(version_id) {
+            return Ok(v.clone());
+        }
+        let compiled = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(schema)
+            .map_err(|e| e.to_string())?;
+        let compiled = Arc::new(compiled);
+        let mut cache = self.0.validators.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(version_id.to_owned(), compiled.clone());
+        Ok(compiled)
     }
 
     /// The build services, or why they are unavailable.

@@ -147,6 +147,36 @@ pub struct ServeArgs {
     /// Time limit of each build step, in seconds.
     #[arg(long, env = "TOOLSMITH_BUILD_STEP_TIMEOUT_SECS", default_value_t = 300)]
     pub build_step_timeout_secs: u64,
+    /// Invocations that may run at once; more are refused with 503 and `Retry-After`.
+    #[arg(long, env = "TOOLSMITH_MAX_CONCURRENT_INVOCATIONS", default_value_t = 64)]
+    pub max_concurrent_invocations: usize,
+    /// Wall-clock limit of one invocation, in seconds; its processes are killed after it.
+    #[arg(long, env = "TOOLSMITH_INVOKE_TIMEOUT_SECS", default_value_t = 30)]
+    pub invoke_timeout_secs: u64,
+    /// CPU seconds one invocation may use.
+    #[arg(long, env = "TOOLSMITH_INVOKE_CPU_SECS", default_value_t = 30)]
+    pub invoke_cpu_secs: u64,
+    /// Address space of one invocation, in MiB.
+    #[arg(long, env = "TOOLSMITH_INVOKE_MEMORY_MIB", default_value_t = 1024)]
+    pub invoke_memory_mib: u64,
+    /// Processes one version's runtime may have at once (all its running invocations together).
+    #[arg(long, env = "TOOLSMITH_INVOKE_MAX_PROCESSES", default_value_t = 128)]
+    pub invoke_max_processes: u64,
+    /// Largest file one invocation may write, in MiB.
+    #[arg(long, env = "TOOLSMITH_INVOKE_FILE_MIB", default_value_t = 64)]
+    pub invoke_file_mib: u64,
+    /// Bytes of a tool's stdout and stderr kept per invocation; the rest is dropped.
+    #[arg(long, env = "TOOLSMITH_INVOKE_LOG_BYTES", default_value_t = 256 << 10)]
+    pub invoke_log_bytes: usize,
+    /// Whether tools may open network connections.
+    #[arg(long, env = "TOOLSMITH_TOOL_NETWORK", value_enum, default_value = "on")]
+    pub tool_network: Switch,
+    /// A version's runtime unused for this many seconds is stopped.
+    #[arg(long, env = "TOOLSMITH_RUNTIME_IDLE_SECS", default_value_t = 600)]
+    pub runtime_idle_secs: u64,
+    /// Versions whose runtimes may run at once; the least recently used is stopped first.
+    #[arg(long, env = "TOOLSMITH_MAX_RUNTIMES", default_value_t = 64)]
+    pub max_runtimes: usize,
     /// The organization created on first start.
     #[arg(long, env = "TOOLSMITH_BOOTSTRAP_ORG", default_value = "default")]
     pub bootstrap_org: String,
@@ -175,6 +205,15 @@ impl ServeArgs {
                 self.bootstrap_org
             ));
         }
+        if self.max_concurrent_invocations == 0 || self.max_runtimes == 0 {
+            return Err("--max-concurrent-invocations and --max-runtimes must be at least 1".into());
+        }
+        if !(1..=3600).contains(&self.invoke_timeout_secs) || self.invoke_cpu_secs == 0 {
+            return Err("--invoke-timeout-secs must be between 1 and 3600, and --invoke-cpu-secs at least 1".into());
+        }
+        if self.invoke_memory_mib < 64 || self.invoke_max_processes < 4 {
+            return Err("--invoke-memory-mib must be at least 64 and --invoke-max-processes at least 4".into());
+        }
         if self.max_active_versions == 0 {
             return Err("--max-active-versions must be at least 1".into());
         }
@@ -191,6 +230,21 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             max_active_versions: self.max_active_versions,
             build_step_timeout: Duration::from_secs(self.build_step_timeout_secs),
+            runtime: toolsmith_runtime::PoolConfig {
+                max_concurrent: self.max_concurrent_invocations,
+                idle_timeout: Duration::from_secs(self.runtime_idle_secs),
+                max_zygotes: self.max_runtimes,
+                network: self.tool_network == Switch::On,
+                limits: toolsmith_runtime::InvocationLimits {
+                    memory_bytes: self.invoke_memory_mib << 20,
+                    cpu_secs: self.invoke_cpu_secs,
+                    file_size_bytes: self.invoke_file_mib << 20,
+                    output_bytes: self.invoke_log_bytes,
+                    timeout: Duration::from_secs(self.invoke_timeout_secs),
+                    processes: self.invoke_max_processes,
+                },
+                start_timeout: Duration::from_secs(60),
+            },
         })
     }
 

@@ -26,7 +26,7 @@ use tower_http::trace::TraceLayer;
 use crate::app::AppState;
 use error::ApiError;
 use operations::Operation;
-use routes::{docs, envvars, git, repo, repo_access, signin, tools, versions};
+use routes::{docs, envvars, git, invocations, invoke, repo, repo_access, signin, test_tool, tools, versions};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -68,7 +68,18 @@ pub fn router(state: AppState) -> Router {
             "/v1/{org}/tool/{tool_id}/version/{versions}",
             guarded(&state, &DEPRECATE_VERSIONS, delete(versions::deprecate)),
         )
+        .route(
+            "/v1/{org}/tool/{tool_id}/version/{version}/invoke",
+            guarded(&state, &INVOKE_VERSION, post(invoke::invoke)),
+        )
+        .route("/v1/{org}/tool/test", guarded(&state, &TEST_TOOL, post(test_tool::test)))
         .route("/v1/{org}/tool/build/{build_id}", guarded(&state, &GET_BUILD, get(versions::build_log)))
+        .route("/v1/{org}/tool/invocation", guarded(&state, &GET_INVOCATIONS, get(invocations::list)))
+        .route("/v1/{org}/tool/invocation/search", guarded(&state, &SEARCH_INVOCATIONS, get(invocations::search)))
+        .route(
+            "/v1/{org}/tool/invocation/{invocation_id}/logs",
+            guarded(&state, &GET_INVOCATION_LOGS, get(invocations::logs)),
+        )
         .route("/v1/{org}/tool/git/{*git_path}", guarded(&state, &GIT, get(git::serve).post(git::serve)))
         .route("/v1/{org}/tool/amigo_tool_scaffold.tar.gz", guarded(&state, &SCAFFOLD, get(repo::scaffold_archive)))
         .route("/v1/{org}/tool/repo/file", guarded(&state, &REPO_FILE, get(repo::file)))

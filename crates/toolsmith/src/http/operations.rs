@@ -126,3 +126,21 @@ pub const DEPRECATE_VERSIONS: Operation = op(
 /// `GET /v1/{org}/tool/build/{build_id}` (extension).
 pub const GET_BUILD: Operation =
     op("get-tool-build", 60, Some(Permission::GetTool), "The specified organization or build does not exist.");
+/// `POST /v1/{org}/tool/{tool_id}/version/{version}/invoke`.
+pub const INVOKE_VERSION: Operation = op(
+    "invoke-tool-version",
+    10,
+    Some(Permission::InvokeTool),
+    "The specified organization, tool, or tool version does not exist.",
+);
+/// `POST /v1/{org}/tool/test`: builds and runs an unpublished commit.
+pub const TEST_TOOL: Operation =
+    op("test-tool", 1, Some(Permission::TestTool), "The specified organization or tool commit does not exist.");
+/// `GET /v1/{org}/tool/invocation`: no permission for the request as a whole; each row needs the
+/// permission of its source type.
+pub const GET_INVOCATIONS: Operation = op("get-tool-invocations", 50, None, "Specified organization does not exist.");
+/// `GET /v1/{org}/tool/invocation/search`: rows filtered like the listing's.
+pub const SEARCH_INVOCATIONS: Operation = op("search-tool-invocations", 50, None, "The organization is not found.");
+/// `GET /v1/{org}/tool/invocation/{invocation_id}/logs` (extension): the row's own permission.
+pub const GET_INVOCATION_LOGS: Operation =
+    op("get-tool-invocation-logs", 50, None, "The specified organization or invocation does not exist.");

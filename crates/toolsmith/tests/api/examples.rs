@@ -10,7 +10,7 @@ use crate::both_backends;
 use crate::repo::{clone, git};
 use crate::support::{Backend, Resp, TestApp};
 
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

@@ -7,6 +7,8 @@ mod auth;
 mod contract;
 mod envvars;
 mod examples;
+mod invocations;
+mod invoke;
 mod locks;
 mod rate_limits;
 mod repo;

@@ -140,8 +140,12 @@ pub async fn deprecate(
         .lock_tool(&caller.org_id, &tool_id, "deprecate", state.settings().lock_lease)
         .await?
         .ok_or_else(|| ApiError::conflict("A related operation is in progress."))?;
+    let versions = store.versions_of(&caller.org_id, &tool_id).await?;
     let result = store.deprecate_tool(&caller.org_id, &tool_id, &caller.user).await;
     lock.release().await?;
+    if let (Ok(()), Some(pool)) = (&result, state.runtime()) {
+        pool.evict(&versions.into_iter().map(|v| v.id).collect::<Vec<_>>());
+    }
     match result {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(StoreError::NotFound) => Err(ApiError::not_found(DEPRECATE_TOOL.org_not_found)),

@@ -215,6 +215,7 @@ pub async fn publish(
                     &output.log,
                 )
                 .await?;
+            warm_up(&state, &v, &output);
             let (name, value) = build_header(&build_id);
             Ok((StatusCode::CREATED, [(name, value)], Json(json!({"new_version": v.version.to_string()})))
                 .into_response())
@@ -224,6 +225,32 @@ pub async fn publish(
     };
     lock.release().await?;
     result
+}
+
+/// Starts the new version's zygote in the background, so that its first invocation does not
+/// wait for the tool's imports.
+fn warm_up(state: &AppState, version: &ToolVersion, output: &toolsmith_build::pipeline::BuildOutput) {
+    let (Ok(builder), Some(pool)) = (state.builder(), state.runtime()) else { return };
+    let pool = pool.clone();
+    let store = state.store().clone();
+    let version = version.clone();
+    let project = output.artifact_dir.clone();
+    let venv = output.env.dir.clone();
+    let base_prefix = builder.toolchain.base_prefix.clone();
+    tokio::spawn(async move {
+        let Ok(env) = store.envvar_values(&version.org_id, &version.tool_id).await else { return };
+        let runtime = toolsmith_runtime::VersionRuntime {
+            project,
+            venv,
+            base_prefix,
+            entrypoint: version.entrypoint.clone(),
+            takes_context: version.takes_context,
+            env: env.into_iter().map(|e| (e.name, e.value)).collect(),
+        };
+        if let Err(e) = pool.zygote(&version.id, &runtime).await {
+            tracing::warn!(version = %version.id, error = %e, "the new version's runtime did not start");
+        }
+    });
 }
 
 /// Lists a tool's versions.
@@ -365,6 +392,10 @@ pub async fn deprecate(
         .map(|v| v.id)
         .collect();
     store.deprecate_versions(&caller.org_id, &tool_id, &ids, &caller.user).await?;
+    // Deprecated versions no longer run here; other servers notice on their next invoke.
+    if let Some(pool) = state.runtime() {
+        pool.evict(&ids);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

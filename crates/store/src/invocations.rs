@@ -1,0 +1,725 @@
+//! Invocation records: written durably in group commits, listed with filters and keyset
+//! pagination, and searched through a full-text index (FTS5 on SQLite, a weighted `tsvector`
+//! on PostgreSQL).
+//!
+//! Every sort ends in `seq`, the order rows were recorded in, which makes every order total. A
+//! continuation token is the `seq` of the last row of a page: the next page starts after that
+//! row's sort key, wherever the row sits, so reading page 10,000 costs what page 1 does.
+
+mod text;
+mod writer;
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use toolsmith_domain::time::Timestamp;
+use toolsmith_domain::{Specifier, Version};
+
+use crate::db::{get_bool, placeholders, Dialect};
+use crate::tools::{bind_all, Bind};
+use crate::{Store, StoreError};
+
+pub(crate) use writer::Recorder;
+
+/// Where an invocation came from: the `type` of its `invocation_source`. Reading each kind
+/// takes its own permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceType {
+    /// `regular-conversation`: an agent in a conversation with a real user.
+    RegularConversation,
+    /// `simulation-conversation`: an agent in a simulated conversation.
+    SimulationConversation,
+    /// `direct` (toolsmith's own): a user called the tool through the API.
+    Direct,
+}
+
+impl SourceType {
+    /// Every source type.
+    pub const ALL: [SourceType; 3] =
+        [SourceType::RegularConversation, SourceType::SimulationConversation, SourceType::Direct];
+
+    /// The `type` string of the source object.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceType::RegularConversation => "regular-conversation",
+            SourceType::SimulationConversation => "simulation-conversation",
+            SourceType::Direct => "direct",
+        }
+    }
+
+    /// Parses a `type` string.
+    pub fn parse(s: &str) -> Option<SourceType> {
+        SourceType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// One invocation to record.
+#[derive(Debug, Clone)]
+pub struct NewInvocation {
+    /// A fresh 24-hex id, chosen by the caller so it can answer before the record is written.
+    pub id: String,
+    /// The organization.
+    pub org_id: String,
+    /// The invoked tool.
+    pub tool_id: String,
+    /// The invoked version.
+    pub version: Version,
+    /// Whether the tool returned (rather than raised).
+    pub succeeded: bool,
+    /// The output, when it succeeded.
+    pub output: Option<String>,
+    /// The exception's type, when it failed.
+    pub exception_type: Option<String>,
+    /// The exception's message, when it failed.
+    pub exception_message: Option<String>,
+    /// The stack trace lines, when it failed.
+    pub exception_stack_trace: Vec<String>,
+    /// How long the run took.
+    pub duration_ms: i64,
+    /// The `input_parameters` object.
+    pub inputs: Value,
+    /// The `invocation_source` object exactly as it is to be returned; its `type`,
+    /// `conversation_id` and `simulation_unit_test_set_run_id` are also kept as columns to
+    /// filter on.
+    pub source: Value,
+    /// What the tool printed, secrets already masked.
+    pub logs: String,
+    /// When it was invoked.
+    pub created_at: Timestamp,
+}
+
+/// A recorded invocation, without its logs (see [`Store::invocation_logs`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    /// Its position in recording order; what continuation tokens name.
+    pub seq: i64,
+    /// Its id.
+    pub id: String,
+    /// The organization.
+    pub org_id: String,
+    /// The invoked tool.
+    pub tool_id: String,
+    /// The invoked version.
+    pub version: Version,
+    /// Whether the tool returned.
+    pub succeeded: bool,
+    /// The output, when it succeeded.
+    pub output: Option<String>,
+    /// The exception's type, when it failed.
+    pub exception_type: Option<String>,
+    /// The exception's message, when it failed.
+    pub exception_message: Option<String>,
+    /// The stack trace lines.
+    pub exception_stack_trace: Vec<String>,
+    /// How long the run took.
+    pub duration_ms: i64,
+    /// The input parameters.
+    pub inputs: Value,
+    /// The `invocation_source` object as recorded.
+    pub source: Value,
+    /// When it was invoked.
+    pub created_at: Timestamp,
+    /// When the record last changed (records do not change, so the same).
+    pub updated_at: Timestamp,
+}
+
+/// The logs of one invocation, with what deciding who may read them needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvocationLogs {
+    /// The invocation's id.
+    pub id: String,
+    /// The invoked tool.
+    pub tool_id: String,
+    /// The `type` of its source, as recorded.
+    pub source_type: String,
+    /// What the tool printed.
+    pub logs: String,
+}
+
+/// Invocations of one tool, optionally only of the versions a specifier selects.
+#[derive(Debug, Clone)]
+pub struct ToolVersions {
+    /// The tool.
+    pub tool_id: String,
+    /// Only versions matching this, when set.
+    pub versions: Option<Specifier>,
+}
+
+/// Filters shared by listing and search; every non-empty filter must match.
+#[derive(Debug, Clone, Default)]
+pub struct InvocationFilter {
+    /// Only invocations of these tools (and versions), when not empty.
+    pub tools: Vec<ToolVersions>,
+    /// Only these source types; `None` for any. Callers pass what the user asked for
+    /// intersected with what the user may read, so an empty list matches nothing.
+    pub source_types: Option<Vec<SourceType>>,
+    /// Only these conversations, when not empty.
+    pub conversation_ids: Vec<String>,
+    /// Only these simulation unit test set runs, when not empty.
+    pub simulation_run_ids: Vec<String>,
+    /// Only succeeded (true) or failed (false) invocations, when set.
+    pub succeeded: Option<bool>,
+}
+
+/// A field the listing can sort by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvocationSortField {
+    /// `created_at`.
+    CreatedAt,
+    /// `version.major`.
+    Major,
+    /// `version.minor`.
+    Minor,
+    /// `version.patch`.
+    Patch,
+    /// `tool_id`.
+    ToolId,
+    /// `invocation_source.type`.
+    SourceType,
+    /// `invocation_status.succeeded`.
+    Succeeded,
+}
+
+impl InvocationSortField {
+    fn column(self) -> &'static str {
+        match self {
+            InvocationSortField::CreatedAt => "i.created_at",
+            InvocationSortField::Major => "i.major",
+            InvocationSortField::Minor => "i.minor",
+            InvocationSortField::Patch => "i.patch",
+            InvocationSortField::ToolId => "i.tool_id",
+            InvocationSortField::SourceType => "i.source_type",
+            InvocationSortField::Succeeded => "i.succeeded",
+        }
+    }
+}
+
+/// The sort columns holding text; every other one holds an integer.
+const TEXT_COLUMNS: [&str; 2] = ["i.tool_id", "i.source_type"];
+
+/// A page request of the invocation listing.
+#[derive(Debug, Clone)]
+pub struct InvocationQuery {
+    /// Which invocations.
+    pub filter: InvocationFilter,
+    /// Sort keys with `true` for descending. Unless `created_at` is among them it follows them
+    /// ascending; recording order (`seq`) breaks the remaining ties, in the direction of
+    /// `created_at`.
+    pub sort: Vec<(InvocationSortField, bool)>,
+    /// Page size (0 answers only whether rows exist after `after`).
+    pub limit: i64,
+    /// The continuation token: the `seq` of the last row already seen, 0 to start.
+    pub after: i64,
+}
+
+/// One page of invocations.
+#[derive(Debug, Clone)]
+pub struct InvocationPage {
+    /// The rows of this page.
+    pub invocations: Vec<Invocation>,
+    /// Whether more rows follow.
+    pub has_more: bool,
+    /// The token of the next page when more rows follow.
+    pub next: Option<i64>,
+}
+
+/// A field search can look in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SearchField {
+    /// `invocation_status.output`.
+    Output,
+    /// `invocation_status.exception_message`.
+    ExceptionMessage,
+    /// `invocation_status.exception_type`.
+    ExceptionType,
+    /// `invocation_status.exception_stack_trace`.
+    ExceptionStackTrace,
+}
+
+impl SearchField {
+    /// Every searchable field.
+    pub const ALL: [SearchField; 4] = [
+        SearchField::Output,
+        SearchField::ExceptionMessage,
+        SearchField::ExceptionType,
+        SearchField::ExceptionStackTrace,
+    ];
+
+    fn fts_column(self) -> &'static str {
+        match self {
+            SearchField::Output => "output",
+            SearchField::ExceptionMessage => "exception_message",
+            SearchField::ExceptionType => "exception_type",
+            SearchField::ExceptionStackTrace => "exception_stack_trace",
+        }
+    }
+
+    fn weight(self) -> char {
+        match self {
+            SearchField::Output => 'A',
+            SearchField::ExceptionMessage => 'B',
+            SearchField::ExceptionType => 'C',
+            SearchField::ExceptionStackTrace => 'D',
+        }
+    }
+}
+
+/// A full-text search of invocations.
+#[derive(Debug, Clone)]
+pub struct InvocationSearch {
+    /// The user's words. Every word must occur (as a whole word, case-insensitively; `word*`
+    /// for any word starting with it) in one of `fields`; punctuation is ignored.
+    pub query: String,
+    /// Where to look; all fields when empty.
+    pub fields: Vec<SearchField>,
+    /// Which invocations.
+    pub filter: InvocationFilter,
+    /// How many hits, newest recorded first.
+    pub limit: i64,
+}
+
+/// A row ready for the writer: JSON serialized, filter columns and index words extracted.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    org_id: String,
+    id: String,
+    tool_id: String,
+    major: i64,
+    minor: i64,
+    patch: i64,
+    succeeded: bool,
+    output: Option<String>,
+    exception_type: Option<String>,
+    exception_message: Option<String>,
+    stack_trace_json: String,
+    duration_ms: i64,
+    inputs_json: String,
+    source_json: String,
+    source_type: String,
+    conversation_id: Option<String>,
+    simulation_run_id: Option<String>,
+    created_at: i64,
+    logs: String,
+    /// SQLite: the distinct words of output, message, type and trace, space separated.
+    search_text: [String; 4],
+    /// PostgreSQL: the weighted `tsvector` literal.
+    tsvector: String,
+}
+
+/// PostgreSQL text cannot hold NUL; it is replaced on both backends so that they store the same.
+fn clean(s: &str) -> String {
+    s.replace('\0', "\u{fffd}")
+}
+
+fn number(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Prepared {
+    fn new(row: NewInvocation, dialect: Dialect) -> Prepared {
+        let str_field = |key: &str| row.source.get(key).and_then(Value::as_str).map(clean);
+        let output = row.output.as_deref().map(clean);
+        let exception_type = row.exception_type.as_deref().map(clean);
+        let exception_message = row.exception_message.as_deref().map(clean);
+        let trace: Vec<String> = row.exception_stack_trace.iter().map(|l| clean(l)).collect();
+        let words = [
+            text::distinct_words(output.as_deref().unwrap_or_default()),
+            text::distinct_words(exception_message.as_deref().unwrap_or_default()),
+            text::distinct_words(exception_type.as_deref().unwrap_or_default()),
+            text::distinct_words(&trace.join("\n")),
+        ];
+        let (search_text, tsvector) = match dialect {
+            Dialect::Sqlite => (words.map(|w| w.join(" ")), String::new()),
+            Dialect::Postgres => {
+                let weighted: Vec<(&[String], char)> =
+                    words.iter().zip(SearchField::ALL).map(|(w, f)| (w.as_slice(), f.weight())).collect();
+                (Default::default(), text::tsvector(&weighted))
+            }
+        };
+        Prepared {
+            source_type: str_field("type").unwrap_or_default(),
+            conversation_id: str_field("conversation_id"),
+            simulation_run_id: str_field("simulation_unit_test_set_run_id"),
+            org_id: row.org_id,
+            id: row.id,
+            tool_id: row.tool_id,
+            major: number(row.version.major),
+            minor: number(row.version.minor),
+            patch: number(row.version.patch),
+            succeeded: row.succeeded,
+            output,
+            exception_type,
+            exception_message,
+            stack_trace_json: serde_json::to_string(&trace).unwrap_or_else(|_| "[]".into()),
+            duration_ms: row.duration_ms,
+            inputs_json: row.inputs.to_string(),
+            source_json: row.source.to_string(),
+            created_at: row.created_at.0,
+            logs: clean(&row.logs),
+            search_text,
+            tsvector,
+        }
+    }
+}
+
+const COLUMNS: &str = "i.seq, i.org_id, i.id, i.tool_id, i.major, i.minor, i.patch, i.succeeded, i.output, \
+    i.exception_type, i.exception_message, i.exception_stack_trace, i.duration_ms, i.inputs, i.source, \
+    i.created_at, i.updated_at";
+
+impl Store {
+    /// Records invocations; when this returns `Ok` they are committed and on disk. Concurrent
+    /// calls share transactions (see the writer), so many callers cost few commits. An id that
+    /// is already recorded in the organization is skipped, which makes retries harmless.
+    pub async fn record_invocations(&self, rows: Vec<NewInvocation>) -> Result<(), StoreError> {
+        let dialect = self.db.dialect;
+        let prepared = rows.into_iter().map(|row| Prepared::new(row, dialect)).collect();
+        self.recorder.record(prepared).await
+    }
+
+    /// One invocation of an organization.
+    pub async fn get_invocation(&self, org_id: &str, id: &str) -> Result<Option<Invocation>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM invocations i WHERE i.org_id = $1 AND i.id = $2");
+        let row = sqlx::query(&sql).bind(org_id).bind(id).fetch_optional(&self.db.read).await?;
+        row.as_ref().map(invocation_from_row).transpose()
+    }
+
+    /// The logs of one invocation of an organization.
+    pub async fn invocation_logs(&self, org_id: &str, id: &str) -> Result<Option<InvocationLogs>, StoreError> {
+        let row = sqlx::query("SELECT id, tool_id, source_type, logs FROM invocations WHERE org_id = $1 AND id = $2")
+            .bind(org_id)
+            .bind(id)
+            .fetch_optional(&self.db.read)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(InvocationLogs {
+            id: row.try_get("id")?,
+            tool_id: row.try_get("tool_id")?,
+            source_type: row.try_get("source_type")?,
+            logs: row.try_get("logs")?,
+        }))
+    }
+
+    /// One page of an organization's invocations. [`StoreError::NotFound`] when `after` names
+    /// no invocation of the organization.
+    pub async fn list_invocations(&self, org_id: &str, q: &InvocationQuery) -> Result<InvocationPage, StoreError> {
+        let mut binds = vec![Bind::Text(org_id.to_owned())];
+        let Some(filter_sql) = self.filter_sql(org_id, &q.filter, &mut binds).await? else {
+            return Ok(InvocationPage { invocations: Vec::new(), has_more: false, next: None });
+        };
+        let keys = sort_keys(&q.sort);
+        let mut sql = format!("SELECT {COLUMNS} FROM invocations i WHERE i.org_id = $1{filter_sql}");
+        if q.after > 0 {
+            let anchor = self.anchor(org_id, q.after, &keys).await?.ok_or(StoreError::NotFound)?;
+            sql.push_str(" AND ");
+            sql.push_str(&keyset_predicate(&keys, anchor, &mut binds));
+        }
+        let order: Vec<String> =
+            keys.iter().map(|(col, desc)| format!("{col} {}", if *desc { "DESC" } else { "ASC" })).collect();
+        binds.push(Bind::Int(q.limit.max(0) + 1));
+        sql.push_str(&format!(" ORDER BY {} LIMIT ${}", order.join(", "), binds.len()));
+
+        let rows = bind_all(sqlx::query(&sql), &binds).fetch_all(&self.db.read).await?;
+        let mut invocations = rows.iter().map(invocation_from_row).collect::<Result<Vec<_>, _>>()?;
+        let has_more = invocations.len() as i64 > q.limit.max(0);
+        invocations.truncate(q.limit.max(0) as usize);
+        let next = has_more.then(|| invocations.last().map_or(q.after, |i| i.seq));
+        Ok(InvocationPage { invocations, has_more, next })
+    }
+
+    /// The newest invocations (in recording order) whose chosen fields contain every word of
+    /// the query. A query without words finds nothing.
+    pub async fn search_invocations(&self, org_id: &str, q: &InvocationSearch) -> Result<Vec<Invocation>, StoreError> {
+        let terms = text::query_terms(&q.query);
+        if terms.is_empty() || q.limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let mut fields: Vec<SearchField> = Vec::new();
+        for f in &q.fields {
+            if !fields.contains(f) {
+                fields.push(*f);
+            }
+        }
+        let all_fields = fields.is_empty() || fields.len() == SearchField::ALL.len();
+        let match_expr = match self.db.dialect {
+            Dialect::Sqlite => {
+                let columns: Vec<&str> =
+                    if all_fields { Vec::new() } else { fields.iter().map(|f| f.fts_column()).collect() };
+                text::fts5_query(&terms, &columns)
+            }
+            Dialect::Postgres => {
+                let weights: String =
+                    if all_fields { String::new() } else { fields.iter().map(|f| f.weight()).collect() };
+                text::tsquery(&terms, &weights)
+            }
+        };
+        let mut binds = vec![Bind::Text(org_id.to_owned()), Bind::Text(match_expr)];
+        let Some(filter_sql) = self.filter_sql(org_id, &q.filter, &mut binds).await? else {
+            return Ok(Vec::new());
+        };
+        binds.push(Bind::Int(q.limit));
+        let limit = binds.len();
+        // SQLite cannot estimate how many rows a text query matches, so the join order is chosen
+        // here (CROSS JOIN fixes it). Usually the text index drives: it yields matches newest
+        // first and the walk stops at the limit. A conversation or simulation run holds few
+        // invocations, so with such a filter those rows drive instead, each checked against the
+        // text index by row id, rather than walking every match of a common word.
+        let selective = !q.filter.conversation_ids.is_empty() || !q.filter.simulation_run_ids.is_empty();
+        let sql = match self.db.dialect {
+            Dialect::Sqlite if selective => format!(
+                "SELECT {COLUMNS} FROM invocations i CROSS JOIN invocations_fts ON invocations_fts.rowid = i.seq \
+                 WHERE invocations_fts MATCH $2 AND i.org_id = $1{filter_sql} \
+                 ORDER BY i.seq DESC LIMIT ${limit}"
+            ),
+            Dialect::Sqlite => format!(
+                "SELECT {COLUMNS} FROM invocations_fts CROSS JOIN invocations i ON i.seq = invocations_fts.rowid \
+                 WHERE invocations_fts MATCH $2 AND i.org_id = $1{filter_sql} \
+                 ORDER BY invocations_fts.rowid DESC LIMIT ${limit}"
+            ),
+            // The planner picks between the GIN index (rare words) and walking the organization's
+            // rows newest first (common words) from the word statistics.
+            Dialect::Postgres => format!(
+                "SELECT {COLUMNS} FROM invocations i WHERE i.org_id = $1 AND i.search @@ $2::tsquery{filter_sql} \
+                 ORDER BY i.seq DESC LIMIT ${limit}"
+            ),
+        };
+        let rows = bind_all(sqlx::query(&sql), &binds).fetch_all(&self.db.read).await?;
+        rows.iter().map(invocation_from_row).collect()
+    }
+
+    /// Refreshes the query planner's statistics of the invocation tables, as a bulk load
+    /// should be followed by (PostgreSQL's autovacuum does it too, eventually).
+    pub async fn refresh_invocation_statistics(&self) -> Result<(), StoreError> {
+        sqlx::query("ANALYZE invocations").execute(&self.db.write).await?;
+        Ok(())
+    }
+
+    /// The SQL (` AND …`) for a filter, with its values appended to `binds`; `None` when the
+    /// filter can match nothing (no visible source type, or no version matching any specifier).
+    async fn filter_sql(
+        &self,
+        org_id: &str,
+        filter: &InvocationFilter,
+        binds: &mut Vec<Bind>,
+    ) -> Result<Option<String>, StoreError> {
+        let mut sql = String::new();
+        if !filter.tools.is_empty() {
+            let mut clauses = Vec::new();
+            let mut whole: Vec<&str> = Vec::new();
+            let versions = self.tool_version_numbers(org_id, &filter.tools).await?;
+            for tool in &filter.tools {
+                let Some(spec) = &tool.versions else {
+                    whole.push(&tool.tool_id);
+                    continue;
+                };
+                let matching: Vec<&Version> = versions
+                    .get(&tool.tool_id)
+                    .map(|all| all.iter().filter(|v| spec.matches(v)).collect())
+                    .unwrap_or_default();
+                if matching.is_empty() {
+                    continue;
+                }
+                binds.push(Bind::Text(tool.tool_id.clone()));
+                let tool_param = binds.len();
+                let mut numbers = Vec::new();
+                for v in matching {
+                    binds.push(Bind::Int(number(v.major)));
+                    binds.push(Bind::Int(number(v.minor)));
+                    binds.push(Bind::Int(number(v.patch)));
+                    let n = binds.len();
+                    numbers.push(format!("(i.major = ${} AND i.minor = ${} AND i.patch = ${n})", n - 2, n - 1));
+                }
+                clauses.push(format!("(i.tool_id = ${tool_param} AND ({}))", numbers.join(" OR ")));
+            }
+            if !whole.is_empty() {
+                clauses.push(format!("i.tool_id IN ({})", placeholders(binds.len() + 1, whole.len())));
+                binds.extend(whole.into_iter().map(|t| Bind::Text(t.to_owned())));
+            }
+            if clauses.is_empty() {
+                return Ok(None);
+            }
+            sql.push_str(&format!(" AND ({})", clauses.join(" OR ")));
+        }
+        if let Some(types) = &filter.source_types {
+            let mut distinct: Vec<SourceType> = Vec::new();
+            for t in types {
+                if !distinct.contains(t) {
+                    distinct.push(*t);
+                }
+            }
+            if distinct.is_empty() {
+                return Ok(None);
+            }
+            // Every type allowed is no restriction at all; saying so keeps the default order's
+            // index usable.
+            if distinct.len() < SourceType::ALL.len() {
+                sql.push_str(&format!(" AND i.source_type IN ({})", placeholders(binds.len() + 1, distinct.len())));
+                binds.extend(distinct.iter().map(|t| Bind::Text(t.as_str().to_owned())));
+            }
+        }
+        for (column, values) in
+            [("i.conversation_id", &filter.conversation_ids), ("i.simulation_run_id", &filter.simulation_run_ids)]
+        {
+            if !values.is_empty() {
+                sql.push_str(&format!(" AND {column} IN ({})", placeholders(binds.len() + 1, values.len())));
+                binds.extend(values.iter().cloned().map(Bind::Text));
+            }
+        }
+        if let Some(succeeded) = filter.succeeded {
+            binds.push(Bind::Int(i64::from(succeeded)));
+            sql.push_str(&format!(" AND i.succeeded = ${}", binds.len()));
+        }
+        Ok(Some(sql))
+    }
+
+    /// The published version numbers of the tools that carry a specifier.
+    async fn tool_version_numbers(
+        &self,
+        org_id: &str,
+        tools: &[ToolVersions],
+    ) -> Result<HashMap<String, Vec<Version>>, StoreError> {
+        let ids: Vec<&str> = tools.iter().filter(|t| t.versions.is_some()).map(|t| t.tool_id.as_str()).collect();
+        let mut out: HashMap<String, Vec<Version>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let sql = format!(
+            "SELECT tool_id, major, minor, patch FROM tool_versions WHERE org_id = $1 AND tool_id IN ({})",
+            placeholders(2, ids.len())
+        );
+        let mut query = sqlx::query(&sql).bind(org_id);
+        for id in ids {
+            query = query.bind(id);
+        }
+        for row in query.fetch_all(&self.db.read).await? {
+            let n = |c: &str| -> Result<u64, sqlx::Error> { Ok(row.try_get::<i64, _>(c)?.max(0) as u64) };
+            let v = Version { major: n("major")?, minor: n("minor")?, patch: n("patch")? };
+            out.entry(row.try_get("tool_id")?).or_default().push(v);
+        }
+        Ok(out)
+    }
+
+    /// The sort-key values of the row a continuation token names.
+    async fn anchor(&self, org_id: &str, seq: i64, keys: &[(&str, bool)]) -> Result<Option<Vec<Bind>>, StoreError> {
+        let columns: Vec<&str> = keys.iter().map(|(c, _)| *c).collect();
+        let sql = format!("SELECT {} FROM invocations i WHERE i.seq = $1 AND i.org_id = $2", columns.join(", "));
+        let Some(row) = sqlx::query(&sql).bind(seq).bind(org_id).fetch_optional(&self.db.read).await? else {
+            return Ok(None);
+        };
+        let mut values = Vec::with_capacity(keys.len());
+        for (i, (column, _)) in keys.iter().enumerate() {
+            let text = TEXT_COLUMNS.contains(column);
+            values.push(if text { Bind::Text(row.try_get(i)?) } else { Bind::Int(row.try_get(i)?) });
+        }
+        Ok(Some(values))
+    }
+}
+
+/// The complete order: the requested keys, `created_at` ascending unless requested, then `seq`
+/// in the direction of `created_at` (so `-created_at` is exactly the default order reversed and
+/// both walk the same index).
+fn sort_keys(sort: &[(InvocationSortField, bool)]) -> Vec<(&'static str, bool)> {
+    let mut keys: Vec<(&'static str, bool)> = Vec::new();
+    for (field, desc) in sort {
+        if !keys.iter().any(|(c, _)| *c == field.column()) {
+            keys.push((field.column(), *desc));
+        }
+    }
+    let created = InvocationSortField::CreatedAt.column();
+    let created_desc = match keys.iter().find(|(c, _)| *c == created) {
+        Some((_, desc)) => *desc,
+        None => {
+            keys.push((created, false));
+            false
+        }
+    };
+    keys.push(("i.seq", created_desc));
+    keys
+}
+
+/// "Strictly after the anchor in this order". With one direction throughout this is a row
+/// comparison, which both databases turn into an index range. With mixed directions it is the
+/// nested form `k1 > v1 OR (k1 = v1 AND (k2 < v2 OR …))`, led by a bound on the first key so that
+/// an index on it still gives a range to start from.
+fn keyset_predicate(keys: &[(&str, bool)], anchor: Vec<Bind>, binds: &mut Vec<Bind>) -> String {
+    let mut params = Vec::with_capacity(keys.len());
+    for value in anchor {
+        binds.push(value);
+        params.push(format!("${}", binds.len()));
+    }
+    let uniform = keys.iter().all(|(_, d)| *d == keys[0].1);
+    if uniform {
+        let op = if keys[0].1 { "<" } else { ">" };
+        let columns: Vec<&str> = keys.iter().map(|(c, _)| *c).collect();
+        return format!("({}) {op} ({})", columns.join(", "), params.join(", "));
+    }
+    let mut nested = String::new();
+    for (i, (column, desc)) in keys.iter().enumerate().rev() {
+        let op = if *desc { "<" } else { ">" };
+        nested = if nested.is_empty() {
+            format!("{column} {op} {}", params[i])
+        } else {
+            format!("({column} {op} {p} OR ({column} = {p} AND {nested}))", p = params[i])
+        };
+    }
+    let (first, first_desc) = keys[0];
+    format!("{first} {} {} AND {nested}", if first_desc { "<=" } else { ">=" }, params[0])
+}
+
+fn invocation_from_row(r: &AnyRow) -> Result<Invocation, StoreError> {
+    let json = |column: &str| -> Result<Value, StoreError> {
+        let text: String = r.try_get(column)?;
+        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("invocation {column}: {e}")))
+    };
+    let n = |c: &str| -> Result<u64, StoreError> { Ok(r.try_get::<i64, _>(c)?.max(0) as u64) };
+    let trace: Vec<String> = serde_json::from_value(json("exception_stack_trace")?)
+        .map_err(|e| StoreError::Corrupt(format!("invocation stack trace: {e}")))?;
+    Ok(Invocation {
+        seq: r.try_get("seq")?,
+        id: r.try_get("id")?,
+        org_id: r.try_get("org_id")?,
+        tool_id: r.try_get("tool_id")?,
+        version: Version { major: n("major")?, minor: n("minor")?, patch: n("patch")? },
+        succeeded: get_bool(r, "succeeded")?,
+        output: r.try_get("output")?,
+        exception_type: r.try_get("exception_type")?,
+        exception_message: r.try_get("exception_message")?,
+        exception_stack_trace: trace,
+        duration_ms: r.try_get("duration_ms")?,
+        inputs: json("inputs")?,
+        source: json("source")?,
+        created_at: Timestamp(r.try_get("created_at")?),
+        updated_at: Timestamp(r.try_get("updated_at")?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orders_end_in_created_at_and_seq() {
+        use InvocationSortField::*;
+        assert_eq!(sort_keys(&[]), [("i.created_at", false), ("i.seq", false)]);
+        assert_eq!(sort_keys(&[(CreatedAt, true)]), [("i.created_at", true), ("i.seq", true)]);
+        assert_eq!(
+            sort_keys(&[(ToolId, true), (ToolId, false)]),
+            [("i.tool_id", true), ("i.created_at", false), ("i.seq", false)]
+        );
+    }
+
+    #[test]
+    fn keyset_predicates() {
+        let mut binds = vec![Bind::Text("acme".into())];
+        let uniform = keyset_predicate(&[("a", false), ("b", false)], vec![Bind::Int(1), Bind::Int(2)], &mut binds);
+        assert_eq!(uniform, "(a, b) > ($2, $3)");
+        let mixed = keyset_predicate(
+            &[("a", true), ("b", false), ("c", true)],
+            vec![Bind::Int(1), Bind::Int(2), Bind::Int(3)],
+            &mut binds,
+        );
+        assert_eq!(mixed, "a <= $4 AND (a < $4 OR (a = $4 AND (b > $5 OR (b = $5 AND c < $6))))");
+        assert_eq!(binds.len(), 6);
+    }
+}

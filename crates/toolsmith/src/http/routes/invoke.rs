@@ -1,0 +1,487 @@
+//! Invoking a published version (`POST /tool/{id}/version/{version}/invoke`), and the pieces the
+//! test endpoint shares with it: reading the inputs, checking them against the input schema,
+//! running them on a zygote and turning outcomes into the wire's results.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::{json, Map, Value};
+use toolsmith_domain::time::Timestamp;
+use toolsmith_domain::{ObjectId, Specifier, Version};
+use toolsmith_runtime::{mask, RunOutcome, StartError, VersionRuntime, Zygote};
+use toolsmith_store::{NewInvocation, ToolVersion};
+
+use crate::app::AppState;
+use crate::http::auth::Caller;
+use crate::http::error::{ApiError, Loc};
+use crate::http::extract::{JsonBody, PathParams};
+use crate::http::operations::INVOKE_VERSION;
+use crate::http::params::{Fields, Problems};
+
+/// The most inputs one request may carry.
+pub const MAX_INPUTS: usize = 10;
+const MAX_USER_VARIABLES: usize = 20;
+
+/// One input of an invoke or test request.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The tool's arguments.
+    pub parameters: Map<String, Value>,
+    /// `regular` or `conversation-simulation`.
+    pub mode: String,
+    /// Passed to the tool and stored.
+    pub nonsensitive: Map<String, Value>,
+    /// Passed to the tool, masked in its results and never stored.
+    pub sensitive: Map<String, Value>,
+    /// The caller's description of where the invocation comes from (an extension).
+    pub source: Option<Value>,
+}
+
+impl Input {
+    /// What the tool's `context` parameter receives.
+    fn context(&self) -> Value {
+        json!({
+            "invocation_mode": self.mode,
+            "nonsensitive_user_variables": self.nonsensitive,
+            "sensitive_user_variables": self.sensitive,
+        })
+    }
+
+    fn sensitive_values(&self) -> impl Iterator<Item = String> + '_ {
+        self.sensitive.values().filter_map(Value::as_str).map(str::to_owned)
+    }
+}
+
+fn user_variables(fields: &Fields<'_>, name: &str, problems: &mut Problems) -> Map<String, Value> {
+    // Older clients omit the user variables; they mean none.
+    let value = match fields.raw(name) {
+        None | Some(Value::Null) => return Map::new(),
+        Some(v) => v,
+    };
+    let Value::Object(map) = value else {
+        problems.push(fields.loc(name), "dict_type", "Input should be a valid dictionary", Some(value.clone()));
+        return Map::new();
+    };
+    if map.len() > MAX_USER_VARIABLES {
+        problems.push(
+            fields.loc(name),
+            "too_long",
+            format!("Dictionary should have at most {MAX_USER_VARIABLES} items after validation, not {}", map.len()),
+            Some(value.clone()),
+        );
+    }
+    for (key, v) in map {
+        let mut loc = fields.loc(name);
+        loc.push(Loc::from(key.as_str()));
+        let key_ok = key.len() >= 2
+            && key.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !key_ok {
+            problems.push(
+                loc.clone(),
+                "string_pattern_mismatch",
+                "String should match pattern '^[a-z_][a-z0-9_]+$'",
+                Some(Value::String(key.clone())),
+            );
+        }
+        if !v.is_string() {
+            problems.push(loc, "string_type", "Input should be a valid string", Some(v.clone()));
+        }
+    }
+    map.clone()
+}
+
+fn invocation_source(fields: &Fields<'_>, problems: &mut Problems) -> Option<Value> {
+    let value = match fields.raw("invocation_source") {
+        None | Some(Value::Null) => return None,
+        Some(v) => v,
+    };
+    let loc = fields.loc("invocation_source");
+    let Value::Object(map) = value else {
+        problems.push(loc, "model_attributes_type", "Input should be a valid dictionary", Some(value.clone()));
+        return None;
+    };
+    let nullable_string = |k: &str, problems: &mut Problems| {
+        if let Some(v) = map.get(k) {
+            if !(v.is_null() || v.is_string()) {
+                let mut l = fields.loc("invocation_source");
+                l.push(Loc::from(k));
+                problems.push(l, "string_type", "Input should be a valid string", Some(v.clone()));
+            }
+        }
+    };
+    match map.get("type").and_then(Value::as_str) {
+        Some("regular-conversation") => {
+            if !map.get("user_id").is_some_and(Value::is_string) {
+                let mut l = loc.clone();
+                l.push(Loc::from("user_id"));
+                problems.push(l, "missing", "Field required", None);
+            }
+            nullable_string("conversation_id", problems);
+            nullable_string("interaction_id", problems);
+        }
+        Some("simulation-conversation") => {
+            nullable_string("simulation_unit_test_set_run_id", problems);
+            nullable_string("unit_test_id", problems);
+            if let Some(v) = map.get("run_index") {
+                if !(v.is_null() || v.is_i64()) {
+                    let mut l = loc.clone();
+                    l.push(Loc::from("run_index"));
+                    problems.push(l, "int_type", "Input should be a valid integer", Some(v.clone()));
+                }
+            }
+        }
+        _ => {
+            let mut l = loc;
+            l.push(Loc::from("type"));
+            problems.push(
+                l,
+                "union_tag_invalid",
+                "Input tag should match one of the expected tags: 'regular-conversation', 'simulation-conversation'",
+                map.get("type").cloned(),
+            );
+            return None;
+        }
+    }
+    if let Some(meta) = map.get("invocation_metadata") {
+        if !meta.is_object() {
+            let mut l = fields.loc("invocation_source");
+            l.push(Loc::from("invocation_metadata"));
+            problems.push(l, "model_attributes_type", "Input should be a valid dictionary", Some(meta.clone()));
+        }
+    }
+    Some(value.clone())
+}
+
+/// Reads the `inputs` list of a request body (1 to 10 inputs), collecting every problem.
+pub fn parse_inputs(body: &Map<String, Value>, problems: &mut Problems) -> Vec<Input> {
+    let fields = Fields::new(body, vec![Loc::from("body")]);
+    let Some(raw) = fields.required("inputs", problems) else { return Vec::new() };
+    if let Value::Array(items) = raw {
+        if items.is_empty() {
+            problems.push(
+                fields.loc("inputs"),
+                "too_short",
+                "List should have at least 1 item after validation, not 0",
+                Some(raw.clone()),
+            );
+        } else if items.len() > MAX_INPUTS {
+            problems.push(
+                fields.loc("inputs"),
+                "too_long",
+                format!("List should have at most {MAX_INPUTS} items after validation, not {}", items.len()),
+                None,
+            );
+            return Vec::new();
+        }
+    }
+    fields.object_list("inputs", problems, |input, problems| {
+        let parameters = match input.required("input_parameters", problems) {
+            Some(Value::Object(m)) => Some(m.clone()),
+            Some(other) => {
+                problems.push(
+                    input.loc("input_parameters"),
+                    "dict_type",
+                    "Input should be a valid dictionary",
+                    Some(other.clone()),
+                );
+                None
+            }
+            None => None,
+        };
+        let mode = match input.required("invocation_mode", problems) {
+            Some(Value::String(m)) if m == "regular" || m == "conversation-simulation" => Some(m.clone()),
+            Some(other) => {
+                problems.push(
+                    input.loc("invocation_mode"),
+                    "enum",
+                    "Input should be 'regular' or 'conversation-simulation'",
+                    Some(other.clone()),
+                );
+                None
+            }
+            None => None,
+        };
+        let nonsensitive = user_variables(&input, "nonsensitive_user_variables", problems);
+        let sensitive = user_variables(&input, "sensitive_user_variables", problems);
+        let source = invocation_source(&input, problems);
+        Some(Input { parameters: parameters?, mode: mode?, nonsensitive, sensitive, source })
+    })
+}
+
+/// Checks every input against the input schema before anything runs; the 400 names the first
+/// failing input (counting from 1) and field.
+pub fn check_inputs(validator: &jsonschema::Validator, inputs: &[Input], message: &str) -> Result<(), ApiError> {
+    for (i, input) in inputs.iter().enumerate() {
+        let instance = Value::Object(input.parameters.clone());
+        let errors: Vec<String> = validator
+            .iter_errors(&instance)
+            .take(3)
+            .map(|e| {
+                let path = e.instance_path.to_string();
+                let field = if path.is_empty() {
+                    "input_parameters".to_owned()
+                } else {
+                    format!("input_parameters{}", path.replace('/', "."))
+                };
+                format!("`{field}`: {e}")
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(ApiError::bad_request(format!("{message} Input {}: {}", i + 1, errors.join("; "))));
+        }
+    }
+    Ok(())
+}
+
+/// One finished invocation: the wire result and what the record keeps.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The `InvocationResult` of the response.
+    pub result: Value,
+    /// Whether the tool returned.
+    pub succeeded: bool,
+    /// The output, masked.
+    pub output: Option<String>,
+    /// The exception's type.
+    pub exception_type: Option<String>,
+    /// The exception's message, masked.
+    pub exception_message: Option<String>,
+    /// The traceback, masked.
+    pub trace: Vec<String>,
+    /// Milliseconds in the tool call.
+    pub duration_ms: i64,
+    /// Captured output, masked.
+    pub logs: String,
+}
+
+fn failure(exception_type: &str, message: String, trace: Vec<String>, duration_ms: f64, logs: String) -> Finished {
+    let duration_ms = duration_ms.round() as i64;
+    Finished {
+        result: json!({
+            "succeeded": false,
+            "exception_message": message,
+            "exception_type": exception_type,
+            "exception_stack_trace": trace,
+            "duration_ms": duration_ms,
+        }),
+        succeeded: false,
+        output: None,
+        exception_type: Some(exception_type.to_owned()),
+        exception_message: Some(message),
+        trace,
+        duration_ms,
+        logs,
+    }
+}
+
+fn crash_message(status: &str) -> String {
+    let why = if status.contains("SIGXCPU") {
+        "it used up its CPU time limit"
+    } else if status.contains("SIGXFSZ") {
+        "it wrote a file larger than the limit"
+    } else if status.contains("SIGKILL") {
+        "it was killed (out of memory, or a limit was reached)"
+    } else if status.contains("SIGSEGV") || status.contains("SIGABRT") || status.contains("SIGBUS") {
+        "it crashed"
+    } else {
+        "it exited"
+    };
+    format!("The tool's process ended without a result ({status}): {why}.")
+}
+
+/// Turns an outcome into a result, masking every secret value in everything that leaves.
+pub fn finish(outcome: RunOutcome, secrets: &[String]) -> Finished {
+    match outcome {
+        RunOutcome::Returned { output, duration_ms, logs } => {
+            let output = mask(&output, secrets);
+            let duration_ms = duration_ms.round() as i64;
+            Finished {
+                result: json!({"succeeded": true, "output": output, "duration_ms": duration_ms}),
+                succeeded: true,
+                output: Some(output),
+                exception_type: None,
+                exception_message: None,
+                trace: Vec::new(),
+                duration_ms,
+                logs: mask(&logs, secrets),
+            }
+        }
+        RunOutcome::Raised { exception_type, message, trace, duration_ms, logs } => failure(
+            &mask(&exception_type, secrets),
+            mask(&message, secrets),
+            trace.iter().map(|l| mask(l, secrets)).collect(),
+            duration_ms,
+            mask(&logs, secrets),
+        ),
+        RunOutcome::TimedOut { limit } => failure(
+            "TimeoutError",
+            format!("The tool did not finish within {} s; its processes were stopped.", limit.as_secs_f64()),
+            Vec::new(),
+            limit.as_secs_f64() * 1000.0,
+            String::new(),
+        ),
+        RunOutcome::Crashed { status, duration_ms } => {
+            failure("ToolCrashed", crash_message(&status), Vec::new(), duration_ms, String::new())
+        }
+        RunOutcome::RuntimeLost => failure(
+            "ToolRuntimeLost",
+            "The tool's runtime stopped while the invocation ran.".to_owned(),
+            Vec::new(),
+            0.0,
+            String::new(),
+        ),
+    }
+}
+
+/// Runs every input on the zygote, all at once, and returns the results in input order.
+pub async fn run_inputs(zygote: &Arc<Zygote>, inputs: &[Input], secrets: &[String]) -> Vec<Finished> {
+    let runs = inputs.iter().map(|input| {
+        let zygote = zygote.clone();
+        let parameters = Value::Object(input.parameters.clone());
+        let context = input.context();
+        let mut secrets = secrets.to_vec();
+        secrets.extend(input.sensitive_values());
+        async move { finish(zygote.invoke(&parameters, &context).await, &secrets) }
+    });
+    futures_util::future::join_all(runs).await
+}
+
+/// The result of every input when the tool cannot even be imported: each input fails the way
+/// the import did.
+pub fn import_failures(error: &StartError, count: usize, secrets: &[String]) -> Option<Vec<Finished>> {
+    let StartError::Import { message, traceback } = error else { return None };
+    let (kind, text) = message.split_once(": ").unwrap_or(("ImportError", message.as_str()));
+    let trace: Vec<String> = traceback.lines().map(|l| mask(l, secrets)).collect();
+    let one = failure(
+        &mask(kind, secrets),
+        format!("The tool could not be imported: {}", mask(text, secrets)),
+        trace,
+        0.0,
+        String::new(),
+    );
+    Some(vec![one; count])
+}
+
+/// Resolves the `version` path parameter: an exact `X.Y.Z`, or a PEP 440 specifier meaning the
+/// highest matching version. Deprecated versions never match.
+pub fn resolve_version<'a>(versions: &'a [ToolVersion], wanted: &str) -> Result<Option<&'a ToolVersion>, String> {
+    let live = versions.iter().filter(|v| !v.deprecated);
+    if let Some(exact) = Version::parse(wanted.trim()) {
+        return Ok(live.into_iter().find(|v| v.version == exact));
+    }
+    let specifier = Specifier::parse(wanted)?;
+    Ok(live.filter(|v| specifier.matches(&v.version)).max_by_key(|v| v.version))
+}
+
+/// The header naming the version that ran, since the path may hold a specifier.
+pub const VERSION_HEADER: &str = "x-toolsmith-tool-version";
+
+fn busy() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Too many tool invocations are running on this server; retry shortly.",
+    )
+    .with_header(HeaderName::from_static("retry-after"), HeaderValue::from_static("1"))
+}
+
+/// Answers 503 when the tool's runtime fails to start for a reason that is not the tool's.
+pub fn runtime_unavailable(error: &StartError) -> ApiError {
+    tracing::error!(error = %error, "a tool runtime did not start");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("The tool's runtime could not be started: {error}"))
+}
+
+/// Invokes a published version with 1 to 10 inputs.
+pub async fn invoke(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    path: PathParams,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let tool_id = path.object_id("tool_id")?;
+    let wanted = path.0.get("version").cloned().unwrap_or_default();
+    let mut problems = Problems::default();
+    let inputs = parse_inputs(&body, &mut problems);
+    let inputs = problems.finish(inputs)?;
+
+    let not_found = || ApiError::not_found(INVOKE_VERSION.org_not_found);
+    let store = state.store();
+    let tool = store.get_tool(&caller.org_id, &tool_id).await?.filter(|t| !t.deprecated).ok_or_else(not_found)?;
+    let versions = store.versions_of(&caller.org_id, &tool_id).await?;
+    let version = match resolve_version(&versions, &wanted) {
+        Ok(Some(v)) => v,
+        Ok(None) => return Err(not_found()),
+        Err(why) => {
+            return Err(ApiError::invalid(
+                vec![Loc::from("path"), Loc::from("version")],
+                "value_error",
+                format!("Value error, not a version or a version specifier: {why}"),
+                Some(Value::String(wanted)),
+            ))
+        }
+    };
+    let validator = state.validator(&version.id, &version.input_schema).map_err(|e| {
+        tracing::error!(version = %version.id, error = %e, "stored input schema does not compile");
+        ApiError::internal()
+    })?;
+    check_inputs(&validator, &inputs, "The input parameters do not conform to the tool's input schema.")?;
+
+    let (Ok(builder), Some(pool)) = (state.builder(), state.runtime()) else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Tools cannot run on this server: the Python toolchain is missing.",
+        ));
+    };
+    let _permits = pool.try_permits(inputs.len() as u32).map_err(|_| busy())?;
+    let env = store.envvar_values(&caller.org_id, &tool_id).await?;
+    let secrets: Vec<String> = env.iter().filter(|e| e.is_secret).map(|e| e.value.clone()).collect();
+    let runtime = VersionRuntime {
+        project: builder.artifacts.join(&version.content_digest),
+        venv: builder.envs.path_of(&version.environment_key),
+        base_prefix: builder.toolchain.base_prefix.clone(),
+        entrypoint: version.entrypoint.clone(),
+        takes_context: version.takes_context,
+        env: env.into_iter().map(|e| (e.name, e.value)).collect(),
+    };
+    let finished = match pool.zygote(&version.id, &runtime).await {
+        Ok(zygote) => run_inputs(&zygote, &inputs, &secrets).await,
+        Err(error) => import_failures(&error, inputs.len(), &secrets).ok_or_else(|| runtime_unavailable(&error))?,
+    };
+
+    let now = Timestamp::now();
+    let records: Vec<NewInvocation> = inputs
+        .iter()
+        .zip(&finished)
+        .map(|(input, f)| NewInvocation {
+            id: ObjectId::generate().to_string(),
+            org_id: caller.org_id.clone(),
+            tool_id: tool.id.clone(),
+            version: version.version,
+            succeeded: f.succeeded,
+            output: f.output.clone(),
+            exception_type: f.exception_type.clone(),
+            exception_message: f.exception_message.clone(),
+            exception_stack_trace: f.trace.clone(),
+            duration_ms: f.duration_ms,
+            inputs: Value::Object(input.parameters.clone()),
+            source: input.source.clone().unwrap_or_else(
+                || json!({"type": "direct", "user_id": caller.user.user_id, "user_org_id": caller.user.org_id}),
+            ),
+            logs: f.logs.clone(),
+            created_at: now,
+        })
+        .collect();
+    store.record_invocations(records).await?;
+
+    let results: Vec<Value> = finished.into_iter().map(|f| f.result).collect();
+    let header = HeaderValue::from_str(&version.version.to_string()).unwrap_or(HeaderValue::from_static(""));
+    Ok((
+        StatusCode::OK,
+        [(HeaderName::from_static(VERSION_HEADER), header)],
+        Json(json!({"invocation_results": results})),
+    )
+        .into_response())
+}

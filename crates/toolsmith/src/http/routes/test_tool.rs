@@ -1,0 +1,214 @@
+//! Testing an unpublished tool (`POST /tool/test`): build the tip of a branch through the publish
+//! pipeline and run the inputs on it with the env vars the request brings. Nothing is recorded:
+//! what runs here is no published version.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::{json, Value};
+use toolsmith_build::pipeline::{build, BuildInput, BuildOutput, FailureKind};
+use toolsmith_domain::names::EnvVarName;
+use toolsmith_runtime::{Limits, VersionRuntime};
+use toolsmith_store::BuildState;
+
+use super::invoke::{check_inputs, import_failures, parse_inputs, run_inputs, runtime_unavailable};
+use crate::app::AppState;
+use crate::http::auth::Caller;
+use crate::http::error::{ApiError, Loc};
+use crate::http::extract::JsonBody;
+use crate::http::operations::TEST_TOOL;
+use crate::http::params::{Fields, Problems};
+
+/// Builds of tested commits. A commit never changes, so a second test of the same branch tip
+/// and directory reuses the build (environment, schema and test run included).
+fn build_cache() -> &'static Mutex<HashMap<String, Arc<BuildOutput>>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<BuildOutput>>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn env_map(fields: &Fields<'_>, name: &str, problems: &mut Problems) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let value = match fields.raw(name) {
+        None | Some(Value::Null) => return out,
+        Some(v) => v,
+    };
+    let Value::Object(map) = value else {
+        problems.push(fields.loc(name), "dict_type", "Input should be a valid dictionary", Some(value.clone()));
+        return out;
+    };
+    for (key, v) in map {
+        let mut loc = fields.loc(name);
+        loc.push(Loc::from(key.as_str()));
+        if EnvVarName::parse(key).is_err() {
+            problems.push(
+                loc.clone(),
+                "string_pattern_mismatch",
+                "String should match pattern '^[A-Z_][A-Z0-9_]*$'",
+                Some(Value::String(key.clone())),
+            );
+        }
+        match v {
+            Value::String(s) => {
+                out.insert(key.clone(), s.clone());
+            }
+            other => problems.push(loc, "string_type", "Input should be a valid string", Some(other.clone())),
+        }
+    }
+    out
+}
+
+/// Builds the tip of `commit_branch` at `project_path` and runs the inputs on it.
+pub async fn test(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let mut problems = Problems::default();
+    let inputs = parse_inputs(&body, &mut problems);
+    let fields = Fields::new(&body, vec![Loc::from("body")]);
+    let branch = fields.stripped_string("commit_branch", &mut problems);
+    let project_path = fields.stripped_string("project_path", &mut problems);
+    if let Some(p) = &project_path {
+        let valid = p.chars().all(|c| c.is_alphanumeric() || "-_/".contains(c))
+            && !p.starts_with('/')
+            && !p.split('/').any(str::is_empty);
+        if !valid {
+            problems.push(
+                fields.loc("project_path"),
+                "string_pattern_mismatch",
+                "String should match pattern '^[-\\w\\d_/]+$' (relative, without empty parts)",
+                fields.raw("project_path").cloned(),
+            );
+        }
+    }
+    let envvars = env_map(&fields, "required_envvars", &mut problems);
+    let secret_envvars = env_map(&fields, "required_secret_envvars", &mut problems);
+    let (inputs, Some(branch), Some(project_path)) = problems.finish((inputs, branch, project_path))? else {
+        return Err(ApiError::internal());
+    };
+    if let Some(both) = envvars.keys().find(|k| secret_envvars.contains_key(*k)) {
+        return Err(ApiError::bad_request(format!(
+            "The environment variable {both} is specified as both secret and non-secret."
+        )));
+    }
+
+    let not_found = || ApiError::not_found(TEST_TOOL.org_not_found);
+    let (Ok(builder), Some(pool)) = (state.builder(), state.runtime()) else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Tools cannot be built or run on this server: the Python toolchain is missing.",
+        ));
+    };
+    super::repo::ensure_repo(&state, &caller.org_id).await?;
+    let commit = state.repos().resolve(&caller.org_id, &branch).await.map_err(|_| not_found())?;
+    let repo_dir = state.repos().path_of(&caller.org_id).map_err(|_| ApiError::internal())?;
+    let cache_key = format!("{}\0{}\0{commit}\0{project_path}", builder.artifacts.display(), caller.org_id);
+    let cached = build_cache().lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key).cloned();
+    let (output, build_id) = match cached {
+        Some(output) => (output, None),
+        None => {
+            let store = state.store();
+            let build_id = store.start_build(&caller.org_id, None, "test", &caller.user).await?;
+            let limits = Limits {
+                timeout: state.settings().build_step_timeout,
+                cpu_secs: state.settings().build_step_timeout.as_secs(),
+                ..Limits::default()
+            };
+            let built = build(BuildInput {
+                repo: &repo_dir,
+                commit: &commit,
+                project_path: &project_path,
+                toolchain: &builder.toolchain,
+                envs: &builder.envs,
+                artifacts: &builder.artifacts,
+                limits,
+            })
+            .await;
+            match built {
+                Ok(output) => {
+                    store.finish_build(&caller.org_id, &build_id, BuildState::Succeeded, "tested", &output.log).await?;
+                    let output = Arc::new(output);
+                    let mut cache = build_cache().lock().unwrap_or_else(|e| e.into_inner());
+                    if cache.len() > 256 {
+                        cache.clear();
+                    }
+                    cache.insert(cache_key, output.clone());
+                    (output, Some(build_id))
+                }
+                Err(failure) => {
+                    store
+                        .finish_build(&caller.org_id, &build_id, BuildState::Failed, &failure.message, &failure.log)
+                        .await?;
+                    let see = format!("(build log: GET /v1/{}/tool/build/{build_id})", caller.org_id);
+                    let err = match failure.kind {
+                        FailureKind::ProjectNotFound => not_found(),
+                        FailureKind::TestsFailed => ApiError::bad_request(format!(
+                            "The specified tool commit has failed CI checks: {} {see}",
+                            failure.message
+                        )),
+                        FailureKind::Internal => {
+                            tracing::error!(build = %build_id, message = %failure.message, "test build failed on the server's side");
+                            ApiError::internal()
+                        }
+                        _ => ApiError::bad_request(format!("Tool build has failed: {} {see}", failure.message)),
+                    };
+                    let value = HeaderValue::from_str(&build_id).unwrap_or(HeaderValue::from_static(""));
+                    return Err(err.with_header(HeaderName::from_static("x-toolsmith-build-id"), value));
+                }
+            }
+        }
+    };
+
+    let missing: Vec<&str> = output
+        .spec
+        .envvars
+        .iter()
+        .filter(|n| !envvars.contains_key(*n))
+        .chain(output.spec.secret_envvars.iter().filter(|n| !secret_envvars.contains_key(*n)))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Required environment variables of the tool are not declared in the request: {} (secret ones under required_secret_envvars).",
+            missing.join(", ")
+        )));
+    }
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .build(&output.input_schema)
+        .map_err(|e| ApiError::bad_request(format!("Tool build has failed: its input schema does not compile: {e}")))?;
+    check_inputs(&validator, &inputs, "The input parameters do not conform to the tool's input schema.")?;
+
+    let _permits = pool.try_permits(inputs.len() as u32).map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many tool invocations are running on this server; retry shortly.",
+        )
+        .with_header(HeaderName::from_static("retry-after"), HeaderValue::from_static("1"))
+    })?;
+    let secrets: Vec<String> = secret_envvars.values().cloned().collect();
+    let runtime = VersionRuntime {
+        project: output.artifact_dir.clone(),
+        venv: output.env.dir.clone(),
+        base_prefix: builder.toolchain.base_prefix.clone(),
+        entrypoint: output.spec.entrypoint.clone(),
+        takes_context: output.takes_context,
+        env: envvars.into_iter().chain(secret_envvars).collect(),
+    };
+    let finished = match pool.start_unpooled(&runtime).await {
+        Ok(zygote) => run_inputs(&Arc::new(zygote), &inputs, &secrets).await,
+        Err(error) => import_failures(&error, inputs.len(), &secrets).ok_or_else(|| runtime_unavailable(&error))?,
+    };
+    let results: Vec<Value> = finished.into_iter().map(|f| f.result).collect();
+    let mut response = Json(json!({"invocation_results": results})).into_response();
+    if let Some(id) = build_id {
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(HeaderName::from_static("x-toolsmith-build-id"), value);
+        }
+    }
+    Ok(response)
+}

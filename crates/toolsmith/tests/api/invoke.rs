@@ -1,0 +1,457 @@
+//! `POST /tool/{id}/version/{version}/invoke` and `POST /tool/test`, with the real sample tools
+//! pushed into the organization's repository, published with uv and run in the sandbox.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::examples::copy_dir;
+use crate::repo::{clone, git};
+use crate::support::{Backend, Options, Resp, TestApp};
+
+/// Pushes `examples/tools` into the organization's repository on `main`.
+async fn push_samples(app: &TestApp) {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("w");
+    assert!(clone(app, &app.admin, &dir).await.ok);
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/tools");
+    copy_dir(&examples, &dir.join("examples/tools"));
+    assert!(git(&dir, &["add", "-A"]).await.ok);
+    assert!(git(&dir, &["commit", "--quiet", "-m", "Samples"]).await.ok);
+    let pushed = git(&dir, &["push", "--quiet", "origin", "main"]).await;
+    assert!(pushed.ok, "{}", pushed.stderr);
+}
+
+async fn set_envvars(app: &TestApp, tool: &str, body: Value) {
+    let r = app
+        .request(Method::POST, &format!("/v1/acme/tool/{tool}/envvar"), &app.admin.token)
+        .op("modify-tool-envvars")
+        .json(&body)
+        .send()
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+}
+
+/// Creates a tool and publishes the sample `name` as its version 1.0.0.
+async fn publish(app: &TestApp, name: &str, envvars: Option<Value>) -> String {
+    let tool = app.create_tool(name).await;
+    if let Some(body) = envvars {
+        set_envvars(app, &tool, body).await;
+    }
+    let r = app
+        .request(Method::POST, &format!("/v1/acme/tool/{tool}/version"), &app.admin.token)
+        .op("publish-tool-version")
+        .json(&json!({"project_path": format!("examples/tools/{name}"), "bump_type": "major"}))
+        .send()
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    tool
+}
+
+fn input(parameters: Value) -> Value {
+    json!({
+        "input_parameters": parameters,
+        "invocation_mode": "regular",
+        "nonsensitive_user_variables": {},
+        "sensitive_user_variables": {},
+    })
+}
+
+async fn invoke(app: &TestApp, tool: &str, version: &str, inputs: Vec<Value>) -> Resp {
+    app.request(Method::POST, &format!("/v1/acme/tool/{tool}/version/{version}/invoke"), &app.admin.token)
+        .op("invoke-tool-version")
+        .json(&json!({"inputs": inputs}))
+        .send()
+        .await
+}
+
+fn outputs(r: &Resp) -> Vec<Value> {
+    r.body["invocation_results"].as_array().unwrap().iter().map(|x| x["output"].clone()).collect()
+}
+
+both_backends!(invoking_published_samples_returns_results_in_order_and_records_them, |backend: Backend| async move {
+    let app = TestApp::spawn(backend).await;
+    push_samples(&app).await;
+    let counter = publish(&app, "counter", None).await;
+    let raises = publish(&app, "raises", None).await;
+    let echo = publish(&app, "context_echo", None).await;
+
+    // Every invocation is a fresh process: the module-level counter is 1 every time.
+    let r = invoke(&app, &counter, "1.0.0", vec![input(json!({})); 3]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(outputs(&r), vec![json!("1"); 3]);
+    assert_eq!(r.header("x-toolsmith-tool-version"), Some("1.0.0"));
+    let r = invoke(&app, &counter, "1.0.0", vec![input(json!({}))]).await;
+    assert_eq!(outputs(&r), vec![json!("1")]);
+    assert!(r.body["invocation_results"][0]["duration_ms"].as_i64().unwrap() >= 0);
+
+    // A specifier resolves to the highest live version; the header says which ran.
+    let r = invoke(&app, &counter, "%3E%3D1%2C%3C2", vec![input(json!({}))]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("x-toolsmith-tool-version"), Some("1.0.0"));
+
+    // A tool exception is a 200 with the exception.
+    let r = invoke(&app, &raises, "1.0.0", vec![input(json!({"reason": "first"})), input(json!({}))]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let first = &r.body["invocation_results"][0];
+    assert_eq!(first["succeeded"], false);
+    assert_eq!(first["exception_type"], "ValueError");
+    assert_eq!(first["exception_message"], "this tool always fails: first");
+    assert!(first["exception_stack_trace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l.as_str().unwrap().contains("raise ValueError")));
+    assert_eq!(r.body["invocation_results"][1]["exception_message"], "this tool always fails: no reason given");
+
+    // The context carries the mode and the user variables; sensitive values are masked in what
+    // comes back.
+    let r = invoke(
+        &app,
+        &echo,
+        "1.0.0",
+        vec![json!({
+            "input_parameters": {"note": "ctx"},
+            "invocation_mode": "conversation-simulation",
+            "nonsensitive_user_variables": {"locale": "pt_PT"},
+            "sensitive_user_variables": {"member_id": "member-4242"},
+            "invocation_source": {
+                "type": "simulation-conversation",
+                "simulation_unit_test_set_run_id": "65f1c0ffee0000000000abcd",
+                "unit_test_id": null,
+                "run_index": 2,
+                "invocation_metadata": {"type": "engage-user", "current_state_machine_and_version": ["sm", 1], "tool_call_round_index": 0}
+            }
+        })],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let echoed: Value = serde_json::from_str(r.body["invocation_results"][0]["output"].as_str().unwrap()).unwrap();
+    assert_eq!(echoed["context"]["invocation_mode"], "conversation-simulation");
+    assert_eq!(echoed["context"]["nonsensitive_user_variables"], json!({"locale": "pt_PT"}));
+    assert_eq!(echoed["context"]["sensitive_user_variables"], json!({"member_id": "********"}));
+    assert!(!r.text.contains("member-4242"));
+
+    // Every invocation was recorded before the answers came back.
+    let listed = app
+        .request(Method::GET, &format!("/v1/acme/tool/invocation?tool_id={counter}&limit=100"), &app.admin.token)
+        .op("get-tool-invocations")
+        .send()
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let rows = listed.body["tool_invocations"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|row| row["invocation_status"]["output"] == "1"));
+    assert_eq!(rows[0]["invocation_source"]["type"], "direct");
+    assert_eq!(rows[0]["invocation_source"]["user_id"], app.admin.id.as_str());
+    let simulated = app
+        .request(
+            Method::GET,
+            &format!("/v1/acme/tool/invocation?tool_id={echo}&invocation_source_type=simulation-conversation"),
+            &app.admin.token,
+        )
+        .op("get-tool-invocations")
+        .send()
+        .await;
+    let rows = simulated.body["tool_invocations"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{}", simulated.text);
+    assert_eq!(rows[0]["invocation_source"]["run_index"], 2);
+    assert!(!simulated.text.contains("member-4242"), "sensitive user variables are never stored");
+    let failed = app
+        .request(
+            Method::GET,
+            &format!("/v1/acme/tool/invocation/search?query=first&tool_id={raises}"),
+            &app.admin.token,
+        )
+        .op("search-tool-invocations")
+        .send()
+        .await;
+    assert_eq!(failed.status, 200, "{}", failed.text);
+    assert_eq!(failed.body["tool_invocations"].as_array().unwrap().len(), 1, "{}", failed.text);
+});
+
+both_backends!(bad_invocations_are_refused_before_anything_runs, |backend: Backend| async move {
+    let app = TestApp::spawn(backend).await;
+    push_samples(&app).await;
+    let tool = publish(&app, "no_deps", None).await;
+
+    // Schema violations name the input and the field.
+    let r = invoke(&app, &tool, "1.0.0", vec![input(json!({"text": "fine"})), input(json!({"text": 42}))]).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.detail().starts_with("The input parameters do not conform to the tool's input schema."), "{}", r.text);
+    assert!(r.detail().contains("Input 2") && r.detail().contains("text"), "{}", r.text);
+    let r = invoke(&app, &tool, "1.0.0", vec![input(json!({"unknown": 1}))]).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+
+    // Eleven inputs, none, a missing mode, and a body that is not JSON are 422s.
+    let r = invoke(&app, &tool, "1.0.0", vec![input(json!({"text": "x"})); 11]).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["detail"][0]["type"], "too_long");
+    let r = invoke(&app, &tool, "1.0.0", vec![]).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = invoke(&app, &tool, "1.0.0", vec![json!({"input_parameters": {"text": "x"}})]).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["detail"][0]["loc"], json!(["body", "inputs", 0, "invocation_mode"]));
+    let r = app
+        .request(Method::POST, &format!("/v1/acme/tool/{tool}/version/1.0.0/invoke"), &app.admin.token)
+        .op("invoke-tool-version")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+
+    // Unknown and deprecated versions, and another organization's tool, are not found.
+    let r = invoke(&app, &tool, "9.9.9", vec![input(json!({"text": "x"}))]).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(r.detail(), "The specified organization, tool, or tool version does not exist.");
+    let other = app.other_org("globex").await;
+    let r = app
+        .request(Method::POST, &format!("/v1/globex/tool/{tool}/version/1.0.0/invoke"), &other.token)
+        .op("invoke-tool-version")
+        .json(&json!({"inputs": [input(json!({"text": "x"}))]}))
+        .send()
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = invoke(&app, &tool, "1.0.0", vec![input(json!({"text": "still here"}))]).await;
+    assert_eq!(outputs(&r), vec![json!("still here")]);
+    let r = app
+        .request(Method::DELETE, &format!("/v1/acme/tool/{tool}/version/%3D%3D1.0.0"), &app.admin.token)
+        .send()
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = invoke(&app, &tool, "1.0.0", vec![input(json!({"text": "x"}))]).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = invoke(&app, &tool, ">=1", vec![input(json!({"text": "x"}))]).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+});
+
+both_backends!(
+    env_vars_and_secrets_reach_the_tool_masked_and_hostile_tools_are_contained,
+    |backend: Backend| async move {
+        let mut options = Options::default();
+        options.settings.runtime.network = false;
+        options.settings.runtime.limits.timeout = Duration::from_secs(3);
+        options.settings.runtime.limits.cpu_secs = 5;
+        options.settings.runtime.limits.memory_bytes = 256 << 20;
+        options.settings.runtime.limits.processes = 32;
+        options.settings.runtime.limits.output_bytes = 64 << 10;
+        let app = TestApp::spawn_with(backend, options).await;
+        push_samples(&app).await;
+        let secret = "tok-super-secret-0042";
+        let tool = publish(
+            &app,
+            "hostile",
+            Some(json!({"inserts": [{"name": "API_TOKEN", "value": secret, "is_secret": true}]})),
+        )
+        .await;
+        let act = |action: String| {
+            let app = &app;
+            let tool = tool.clone();
+            async move { invoke(app, &tool, "1.0.0", vec![input(json!({"action": action}))]).await }
+        };
+
+        // The secret reaches the tool and is masked wherever it would leave.
+        let r = act("secret".into()).await;
+        assert_eq!(outputs(&r), vec![json!("********")]);
+        let r = act("environ".into()).await;
+        let environ = r.body["invocation_results"][0]["output"].as_str().unwrap();
+        assert!(environ.contains("API_TOKEN=********"), "{environ}");
+        assert!(!r.text.contains(secret));
+        assert!(
+            !environ.contains("TOOLSMITH") && !environ.contains("CARGO"),
+            "the server's environment leaked: {environ}"
+        );
+
+        // A new value reaches the next invocation (the runtime is replaced).
+        set_envvars(&app, &tool, json!({"updates": [{"name": "API_TOKEN", "value": "tok-rotated-0043"}]})).await;
+        let r = act("secret".into()).await;
+        assert_eq!(outputs(&r), vec![json!("********")]);
+        let listed = app
+            .request(
+                Method::GET,
+                &format!("/v1/acme/tool/invocation?tool_id={tool}&sort_by=-created_at&limit=1"),
+                &app.admin.token,
+            )
+            .op("get-tool-invocations")
+            .send()
+            .await;
+        assert!(!listed.text.contains("tok-rotated-0043") && !listed.text.contains(secret), "{}", listed.text);
+
+        // Nothing of the server is visible: not its data directory, database, keys, nor the
+        // repository; the tool's own files and the system are read-only.
+        let data = app.dir.path().to_string_lossy().into_owned();
+        for path in [
+            data.clone(),
+            format!("{data}/keys"),
+            format!("{data}/toolsmith.db"),
+            "/proc/1/environ".into(),
+            "/etc/shadow".into(),
+        ] {
+            let r = act(format!("read:{path}")).await;
+            let result = &r.body["invocation_results"][0];
+            if result["succeeded"] == true {
+                let text = result["output"].as_str().unwrap();
+                assert!(
+                    !text.contains("TOOLSMITH") && !text.contains("CARGO") && !text.contains(secret),
+                    "{path}: {text}"
+                );
+            }
+        }
+        for path in ["/project/x", "/env/x", "/usr/x", "/etc/x"] {
+            let r = act(format!("write:{path}")).await;
+            assert_eq!(r.body["invocation_results"][0]["succeeded"], false, "{path} was writable: {}", r.text);
+        }
+
+        // Unbounded memory, CPU, processes and output are stopped, and a tool cannot kill its
+        // parent; meanwhile the server answers other requests promptly.
+        let spinning = {
+            let app = &app;
+            let tool = tool.clone();
+            async move { invoke(app, &tool, "1.0.0", vec![input(json!({"action": "spin"}))]).await }
+        };
+        let probe = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let started = Instant::now();
+            let r = app.request(Method::GET, "/v1/acme/tool/", &app.admin.token).send().await;
+            (r.status, started.elapsed())
+        };
+        let (spun, (status, took)) = tokio::join!(spinning, probe);
+        assert_eq!(status, 200);
+        assert!(took < Duration::from_secs(1), "the server stalled for {took:?}");
+        let result = &spun.body["invocation_results"][0];
+        assert_eq!(result["succeeded"], false);
+        assert_eq!(result["exception_type"], "TimeoutError", "{}", spun.text);
+
+        let r = act("allocate".into()).await;
+        assert_eq!(r.body["invocation_results"][0]["exception_type"], "MemoryError", "{}", r.text);
+        let r = act("fork".into()).await;
+        assert!(outputs(&r)[0].as_str().unwrap().starts_with("fork failed after"), "{}", r.text);
+        let r = act("flood".into()).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = act("kill_parent".into()).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = act("connect:127.0.0.1:5432".into()).await;
+        assert_eq!(r.body["invocation_results"][0]["succeeded"], false, "egress is off: {}", r.text);
+        let port = app.base.rsplit(':').next().unwrap().trim_end_matches('/').to_owned();
+        let r = act(format!("connect:127.0.0.1:{port}")).await;
+        assert_eq!(r.body["invocation_results"][0]["succeeded"], false, "the server's own port: {}", r.text);
+
+        // After all of it the tool still runs normally.
+        let r = act("secret".into()).await;
+        assert_eq!(outputs(&r), vec![json!("********")]);
+
+        // Captured output is stored with the record (masked) and readable through the extension.
+        let listed = app
+            .request(Method::GET, &format!("/v1/acme/tool/invocation?tool_id={tool}&limit=100"), &app.admin.token)
+            .op("get-tool-invocations")
+            .send()
+            .await;
+        let flood = listed.body["tool_invocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["inputs"]["action"] == "flood")
+            .expect("the flood invocation is recorded")
+            .clone();
+        let logs = app
+            .request(
+                Method::GET,
+                &format!("/v1/acme/tool/invocation/{}/logs", flood["id"].as_str().unwrap()),
+                &app.admin.token,
+            )
+            .send()
+            .await;
+        assert_eq!(logs.status, 200, "{}", logs.text);
+        let text = logs.body["logs"].as_str().unwrap();
+        assert!(text.len() <= (64 << 10) + 200 && text.starts_with("xxxx"), "{} bytes", text.len());
+    }
+);
+
+async fn test_tool(app: &TestApp, body: Value) -> Resp {
+    app.request(Method::POST, "/v1/acme/tool/test", &app.admin.token).op("test-tool").json(&body).send().await
+}
+
+both_backends!(the_test_endpoint_builds_a_branch_and_runs_it_with_the_given_env, |backend: Backend| async move {
+    let app = TestApp::spawn(backend).await;
+    push_samples(&app).await;
+    let body = |project: &str, inputs: Vec<Value>, env: Value, secret: Value| {
+        json!({
+            "inputs": inputs,
+            "commit_branch": "main",
+            "project_path": format!("examples/tools/{project}"),
+            "required_envvars": env,
+            "required_secret_envvars": secret,
+        })
+    };
+    let r = test_tool(
+        &app,
+        body(
+            "hostile",
+            vec![input(json!({"action": "secret"})), input(json!({"action": "read:/project/pyproject.toml"}))],
+            json!({}),
+            json!({"API_TOKEN": "tested-secret-1"}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(outputs(&r)[0], json!("********"));
+    assert!(outputs(&r)[1].as_str().unwrap().contains("hostile"));
+    assert!(r.header("x-toolsmith-build-id").is_some(), "the first test builds");
+    let again = test_tool(
+        &app,
+        body("hostile", vec![input(json!({"action": "secret"}))], json!({}), json!({"API_TOKEN": "tested-secret-2"})),
+    )
+    .await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert!(again.header("x-toolsmith-build-id").is_none(), "an unchanged branch is not built again");
+
+    // Each 400 reason has its own message.
+    let r = test_tool(
+        &app,
+        body("hostile", vec![input(json!({"action": "secret"}))], json!({"API_TOKEN": "a"}), json!({"API_TOKEN": "b"})),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.detail().contains("both secret and non-secret"), "{}", r.text);
+    let r = test_tool(&app, body("hostile", vec![input(json!({"action": "secret"}))], json!({}), json!({}))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.detail().contains("not declared in the request") && r.detail().contains("API_TOKEN"), "{}", r.text);
+    let r =
+        test_tool(&app, body("hostile", vec![input(json!({"action": 7}))], json!({}), json!({"API_TOKEN": "x"}))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.detail().starts_with("The input parameters do not conform"), "{}", r.text);
+    let r = test_tool(&app, body("failing_test", vec![input(json!({}))], json!({}), json!({}))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.detail().contains("failed CI checks"), "{}", r.text);
+    let r = test_tool(&app, body("import_error", vec![input(json!({}))], json!({}), json!({}))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.detail().starts_with("Tool build has failed"), "{}", r.text);
+    let r = test_tool(&app, body("does_not_exist", vec![input(json!({}))], json!({}), json!({}))).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let mut missing_branch =
+        body("hostile", vec![input(json!({"action": "secret"}))], json!({}), json!({"API_TOKEN": "x"}));
+    missing_branch["commit_branch"] = json!("no-such-branch");
+    let r = test_tool(&app, missing_branch).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(r.detail(), "The specified organization or tool commit does not exist.");
+
+    // Nothing of a test is recorded: it ran no published version.
+    let listed = app.request(Method::GET, "/v1/acme/tool/invocation", &app.admin.token).send().await;
+    assert_eq!(listed.body["tool_invocations"], json!([]), "{}", listed.text);
+});
+
+both_backends!(the_test_endpoint_allows_one_request_per_minute, |backend: Backend| async move {
+    let options = Options { rate_limits: toolsmith::config::Switch::On, ..Options::default() };
+    let app = TestApp::spawn_with(backend, options).await;
+    let body = json!({"inputs": [input(json!({}))], "commit_branch": "nope", "project_path": "x", "required_envvars": {}, "required_secret_envvars": {}});
+    let first = test_tool(&app, body.clone()).await;
+    assert_eq!(first.status, 404, "{}", first.text);
+    let second = test_tool(&app, body).await;
+    assert_eq!(second.status, 429, "{}", second.text);
+    assert!(second.detail().contains("1 request per minute"), "{}", second.text);
+    assert!(second.header("retry-after").is_some());
+});
