@@ -206,3 +206,26 @@ async fn a_file_written_to_tmp_does_not_reach_the_next_invocation() {
 fn sample_dirs_exist() {
     assert!(Path::new(&sample("counter")).join("pyproject.toml").exists());
 }
+
+#[tokio::test]
+async fn idle_zygotes_are_stopped_and_busy_pools_refuse_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let venv = dir.path().join("venv");
+    assert!(Command::new("python3").args(["-m", "venv", "--without-pip"]).arg(&venv).status().unwrap().success());
+    let config = PoolConfig { idle_timeout: Duration::from_millis(300), max_concurrent: 2, ..PoolConfig::default() };
+    let pool = Arc::new(Pool::new(config, &dir.path().join("runtime")).unwrap());
+    pool.spawn_evictor();
+    let f = Fixture { venv, pool: pool.clone(), _dir: dir };
+    let z = pool.zygote("counter", &runtime(&f, "counter", "counter.tool:run", &[])).await.unwrap();
+    assert_eq!(pool.running(), 1);
+    let held = pool.try_permits(2).unwrap();
+    assert!(pool.try_permits(1).is_err(), "a third invocation is refused, not queued");
+    drop(held);
+    assert!(pool.try_permits(1).is_ok());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(pool.running(), 0, "the idle zygote was stopped");
+    assert!(!z.is_alive());
+    // The next use starts a new one.
+    let z = pool.zygote("counter", &runtime(&f, "counter", "counter.tool:run", &[])).await.unwrap();
+    assert_eq!(returned(&z.invoke(&json!({}), &json!({})).await), "1");
+}

@@ -455,3 +455,26 @@ both_backends!(the_test_endpoint_allows_one_request_per_minute, |backend: Backen
     assert!(second.detail().contains("1 request per minute"), "{}", second.text);
     assert!(second.header("retry-after").is_some());
 });
+
+both_backends!(invocations_beyond_the_concurrency_limit_are_refused_with_retry_after, |backend: Backend| async move {
+    let mut options = Options::default();
+    options.settings.runtime.max_concurrent = 1;
+    options.settings.runtime.limits.timeout = Duration::from_secs(2);
+    let app = TestApp::spawn_with(backend, options).await;
+    push_samples(&app).await;
+    let tool =
+        publish(&app, "hostile", Some(json!({"inserts": [{"name": "API_TOKEN", "value": "x", "is_secret": true}]})))
+            .await;
+    let spinning = invoke(&app, &tool, "1.0.0", vec![input(json!({"action": "spin"}))]);
+    let refused = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        invoke(&app, &tool, "1.0.0", vec![input(json!({"action": "secret"}))]).await
+    };
+    let (spun, refused) = tokio::join!(spinning, refused);
+    assert_eq!(spun.body["invocation_results"][0]["exception_type"], "TimeoutError", "{}", spun.text);
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    // Once the slot is free again, invocations run.
+    let r = invoke(&app, &tool, "1.0.0", vec![input(json!({"action": "secret"}))]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+});
