@@ -34,6 +34,10 @@ async fn openapi_document_describes_every_route_and_the_compatible_shapes() {
         ("get", "/v1/{organization}/tool/{tool_id}/version", "get-tool-versions"),
         ("delete", "/v1/{organization}/tool/{tool_id}/version/{versions}", "deprecate-tool-version"),
         ("get", "/v1/{organization}/tool/amigo_tool_scaffold.tar.gz", "get-tool-scaffold-release"),
+        ("post", "/v1/{organization}/tool/{tool_id}/version/{version}/invoke", "invoke-tool-version"),
+        ("post", "/v1/{organization}/tool/test", "test-tool"),
+        ("get", "/v1/{organization}/tool/invocation", "get-tool-invocations"),
+        ("get", "/v1/{organization}/tool/invocation/search", "search-tool-invocations"),
     ] {
         assert!(ours.contains(&(method.to_owned(), path.to_owned())), "{method} {path} is not described");
         assert_eq!(doc["paths"][path][method]["operationId"], op);
