@@ -273,6 +273,8 @@ class Zygote:
         self.running: dict[int, list] = {}
         self.by_id: dict[int, int] = {}
         self.idle: tuple[int, int, int] | None = None
+        # Ended invocations whose leftovers are still to be removed.
+        self.ended: list[int] = []
         # Exit statuses of invocation children reaped before their result pipe was drained.
         self.statuses: dict[int, int] = {}
 
@@ -347,7 +349,7 @@ class Zygote:
         if answer is None or answer.get("id") != entry[0]:
             answer = {"id": entry[0], "crashed": True, "status": status}
         write_frame(self.proto_out, answer)
-        self.clean_up(pid)
+        self.ended.append(pid)
 
     def reap(self, pid: int) -> str:
         status = self.statuses.pop(pid, None)
@@ -429,9 +431,13 @@ class Zygote:
                 self.statuses[pid] = status
 
     def serve(self) -> None:
+        """The event loop. Answers go out first; the work that follows an invocation (forking
+        the next waiting child, cleaning up after an ended one) is done when no request or
+        answer is waiting, so it stays off the critical path of the next call."""
         self.idle = self.fork_child()
         while True:
-            events = self.selector.select(timeout=1.0)
+            pending = self.idle is None or bool(self.ended)
+            events = self.selector.select(timeout=0 if pending else 1.0)
             for key, _ in events:
                 kind, pid = key.data
                 if kind == "control":
@@ -444,9 +450,13 @@ class Zygote:
                         self.dispatch(message)
                 else:
                     self.collect(pid)
+            if events:
+                continue
             if self.idle is None:
                 self.idle = self.fork_child()
-            if not events:
+            elif self.ended:
+                self.clean_up(self.ended.pop())
+            else:
                 self.sweep()
 
 

@@ -301,3 +301,82 @@ fn a_server_killed_in_the_middle_of_a_publish_leaves_nothing_half_made() {
         }
     }
 }
+
+#[test]
+fn every_acknowledged_invocation_survives_a_killed_server() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let flags = ["--rate-limits", "off"];
+    let (mut server, printed) = serve_with(data.path(), port, &flags);
+    wait_healthy(port);
+    let start = printed.find("curl -s").unwrap();
+    let signed: serde_json::Value =
+        serde_json::from_str(&sh(&printed[start..].lines().take(2).collect::<Vec<_>>().join("\n"))).unwrap();
+    let token = signed["id_token"].as_str().unwrap().to_owned();
+    let api = format!("http://127.0.0.1:{port}/v1/default");
+    let auth = format!("Authorization: Bearer {token}");
+    let created = sh(&format!(
+        "curl -s -X POST {api}/tool/ -H '{auth}' -H 'content-type: application/json' -d '{{\"name\": \"hello\", \"description\": \"d\", \"tags\": {{}}}}'"
+    ));
+    let tool = serde_json::from_str::<serde_json::Value>(&created).unwrap()["id"].as_str().unwrap().to_owned();
+    let published = sh(&format!(
+        "curl -s -X POST {api}/tool/{tool}/version -H '{auth}' -H 'content-type: application/json' -d '{{\"project_path\": \"hello_world\", \"bump_type\": \"major\"}}'"
+    ));
+    assert!(published.contains("1.0.0"), "{published}");
+
+    // Many clients invoke at once; the server is killed while they do.
+    let acks = tempfile::tempdir().unwrap();
+    let clients: Vec<_> = (0..24)
+        .map(|i| {
+            let script = format!(
+                "for n in $(seq 1 40); do curl -s -o /dev/null -w '%{{http_code}}\\n' -m 10 -X POST {api}/tool/{tool}/version/1.0.0/invoke \
+                 -H '{auth}' -H 'content-type: application/json' \
+                 -d '{{\"inputs\": [{{\"input_parameters\": {{\"name\": \"c{i}-'$n'\"}}, \"invocation_mode\": \"regular\"}}]}}' >> {}/{i}; done",
+                acks.path().display()
+            );
+            Command::new("sh").arg("-c").arg(script).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    for mut client in clients {
+        let _ = client.wait();
+    }
+    let acknowledged: usize = (0..24)
+        .map(|i| {
+            std::fs::read_to_string(acks.path().join(i.to_string()))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| *l == "200")
+                .count()
+        })
+        .sum();
+    assert!(acknowledged > 0, "some invocations finished before the kill");
+
+    let restarted = Command::new(BIN)
+        .args(["serve", "--data-dir"])
+        .arg(data.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(flags)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Running { child: restarted, _stdout: None };
+    wait_healthy(port);
+    let mut stored = 0;
+    let mut token_arg = String::new();
+    loop {
+        let page: serde_json::Value = serde_json::from_str(&sh(&format!(
+            "curl -s '{api}/tool/invocation?tool_id={tool}&limit=100{token_arg}' -H '{auth}'"
+        )))
+        .unwrap();
+        stored += page["tool_invocations"].as_array().unwrap().len();
+        match page["continuation_token"].as_i64() {
+            Some(next) => token_arg = format!("&continuation_token={next}"),
+            None => break,
+        }
+    }
+    assert!(stored >= acknowledged, "{acknowledged} invocations were acknowledged but only {stored} are stored");
+}
