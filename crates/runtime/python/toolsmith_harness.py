@@ -301,6 +301,10 @@ class Zygote:
         return pid, request_write, result_read
 
     def dispatch(self, request: dict) -> None:
+        # What ended invocations left must be gone before the next one starts; usually the
+        # idle loop has done it already.
+        while self.ended:
+            self.clean_up(self.ended.pop())
         if self.idle is None:
             self.idle = self.fork_child()
         pid, request_write, result_read = self.idle
