@@ -40,6 +40,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 import typing
 
 PROJECT_DIR = "/project"
@@ -84,7 +85,7 @@ def write_frame(fd: int, message) -> None:
 def _convert(value, hint):
     """Turns JSON input into the parameter's declared type where a type needs constructing."""
     origin = typing.get_origin(hint)
-    if origin is typing.Union:
+    if origin is typing.Union or origin is types.UnionType:
         if value is None:
             return None
         for arm in typing.get_args(hint):
@@ -273,6 +274,9 @@ class Zygote:
         self.running: dict[int, list] = {}
         self.by_id: dict[int, int] = {}
         self.idle: tuple[int, int, int] | None = None
+        # Sweeping orphans and emptying /tmp are only right as PID 1 of the sandbox; run
+        # anywhere else (a developer trying the harness), they would touch the host's.
+        self.sandboxed = os.getpid() == 1
         # Ended invocations whose leftovers are still to be removed.
         self.ended: list[int] = []
         # Exit statuses of invocation children reaped before their result pipe was drained.
@@ -378,7 +382,7 @@ class Zygote:
             pass
         self.sweep()
         shutil.rmtree(os.path.join(SCRATCH_ROOT, f"invocation-{pid}"), ignore_errors=True)
-        if not self.running:
+        if not self.running and self.sandboxed:
             # With nothing running, nothing in /tmp belongs to anyone: a file a tool wrote
             # outside its scratch directory must not reach the next invocation.
             for name in os.listdir(SCRATCH_ROOT):
@@ -396,6 +400,8 @@ class Zygote:
 
         They are what an invocation left running after it ended or was killed; they must not
         outlive it. Repeats until none are left, since killing one can orphan its children."""
+        if not self.sandboxed:
+            return
         keep = set(self.running)
         if self.idle is not None:
             keep.add(self.idle[0])
