@@ -12,7 +12,7 @@ use axum::{Extension, Json};
 use serde_json::{json, Value};
 use toolsmith_build::pipeline::{build, BuildInput, BuildOutput, FailureKind};
 use toolsmith_domain::names::EnvVarName;
-use toolsmith_runtime::{Limits, VersionRuntime};
+use toolsmith_runtime::VersionRuntime;
 use toolsmith_store::BuildState;
 
 use super::invoke::{check_inputs, import_failures, parse_inputs, run_inputs, runtime_unavailable};
@@ -71,20 +71,7 @@ pub async fn test(
     let inputs = parse_inputs(&body, &mut problems);
     let fields = Fields::new(&body, vec![Loc::from("body")]);
     let branch = fields.stripped_string("commit_branch", &mut problems);
-    let project_path = fields.stripped_string("project_path", &mut problems);
-    if let Some(p) = &project_path {
-        let valid = p.chars().all(|c| c.is_alphanumeric() || "-_/".contains(c))
-            && !p.starts_with('/')
-            && !p.split('/').any(str::is_empty);
-        if !valid {
-            problems.push(
-                fields.loc("project_path"),
-                "string_pattern_mismatch",
-                "String should match pattern '^[-\\w\\d_/]+$' (relative, without empty parts)",
-                fields.raw("project_path").cloned(),
-            );
-        }
-    }
+    let project_path = super::versions::project_path(&fields, &mut problems);
     let envvars = env_map(&fields, "required_envvars", &mut problems);
     let secret_envvars = env_map(&fields, "required_secret_envvars", &mut problems);
     let (inputs, Some(branch), Some(project_path)) = problems.finish((inputs, branch, project_path))? else {
@@ -113,11 +100,7 @@ pub async fn test(
         None => {
             let store = state.store();
             let build_id = store.start_build(&caller.org_id, None, "test", &caller.user).await?;
-            let limits = Limits {
-                timeout: state.settings().build_step_timeout,
-                cpu_secs: state.settings().build_step_timeout.as_secs(),
-                ..Limits::default()
-            };
+            let limits = super::versions::build_limits(&state);
             let built = build(BuildInput {
                 repo: &repo_dir,
                 commit: &commit,

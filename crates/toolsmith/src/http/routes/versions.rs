@@ -31,6 +31,30 @@ fn build_header(id: &str) -> (HeaderName, HeaderValue) {
     (HeaderName::from_static("x-toolsmith-build-id"), HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("")))
 }
 
+/// Reads `project_path`: relative, matching the contract's `^[-\w\d_/]+$`, without empty parts.
+pub(crate) fn project_path(fields: &Fields<'_>, problems: &mut Problems) -> Option<String> {
+    let path = fields.stripped_string("project_path", problems)?;
+    let valid = path.chars().all(|c| c.is_alphanumeric() || "-_/".contains(c))
+        && !path.starts_with('/')
+        && !path.split('/').any(str::is_empty);
+    if !valid {
+        problems.push(
+            fields.loc("project_path"),
+            "string_pattern_mismatch",
+            "String should match pattern '^[-\\w\\d_/]+$' (relative, without empty parts)",
+            fields.raw("project_path").cloned(),
+        );
+        return None;
+    }
+    Some(path)
+}
+
+/// The limits of each sandboxed build step.
+pub(crate) fn build_limits(state: &AppState) -> Limits {
+    let timeout = state.settings().build_step_timeout;
+    Limits { timeout, cpu_secs: timeout.as_secs(), ..Limits::default() }
+}
+
 /// Publishes a new version of a tool from the tip of `main`.
 pub async fn publish(
     State(state): State<AppState>,
@@ -41,20 +65,7 @@ pub async fn publish(
     let tool_id = path.object_id("tool_id")?;
     let fields = Fields::new(&body, vec![Loc::from("body")]);
     let mut problems = Problems::default();
-    let project_path = fields.stripped_string("project_path", &mut problems);
-    if let Some(p) = &project_path {
-        let valid = p.chars().all(|c| c.is_alphanumeric() || "-_/".contains(c))
-            && !p.starts_with('/')
-            && !p.split('/').any(str::is_empty);
-        if !valid {
-            problems.push(
-                fields.loc("project_path"),
-                "string_pattern_mismatch",
-                "String should match pattern '^[-\\w\\d_/]+$' (relative, without empty parts)",
-                fields.raw("project_path").cloned(),
-            );
-        }
-    }
+    let project_path = project_path(&fields, &mut problems);
     let bump = match fields.required("bump_type", &mut problems) {
         Some(Value::String(s)) => match BumpType::parse(s) {
             Some(b) => Some(b),
@@ -128,11 +139,7 @@ pub async fn publish(
     }
 
     let build_id = store.start_build(&caller.org_id, Some(&tool_id), "publish", &caller.user).await?;
-    let limits = Limits {
-        timeout: state.settings().build_step_timeout,
-        cpu_secs: state.settings().build_step_timeout.as_secs(),
-        ..Limits::default()
-    };
+    let limits = build_limits(&state);
     let built = build(BuildInput {
         repo: &repo_dir,
         commit: &commit,
