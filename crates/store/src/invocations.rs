@@ -204,9 +204,9 @@ const TEXT_COLUMNS: [&str; 2] = ["i.tool_id", "i.source_type"];
 pub struct InvocationQuery {
     /// Which invocations.
     pub filter: InvocationFilter,
-    /// Sort keys with `true` for descending. Unless `created_at` is among them it follows them
-    /// ascending; recording order (`seq`) breaks the remaining ties, in the direction of
-    /// `created_at`.
+    /// Sort keys with `true` for descending. Unless `created_at` is among them it follows them;
+    /// recording order (`seq`) breaks the remaining ties. Both take the direction of the last
+    /// key given (ascending when none is), so `-k` is exactly `+k` reversed.
     pub sort: Vec<(InvocationSortField, bool)>,
     /// Page size (0 answers only whether rows exist after `after`).
     pub limit: i64,
@@ -364,6 +364,11 @@ impl Prepared {
     }
 }
 
+/// How many of the newest rows a PostgreSQL search tests before choosing how to go on.
+const PROBE_ROWS: i64 = 1_000;
+/// The most rows a PostgreSQL search walks after the probe; beyond, the index is cheaper.
+const MAX_WALK_ROWS: i64 = 50_000;
+
 const COLUMNS: &str = "i.seq, i.org_id, i.id, i.tool_id, i.major, i.minor, i.patch, i.succeeded, i.output, \
     i.exception_type, i.exception_message, i.exception_stack_trace, i.duration_ms, i.inputs, i.source, \
     i.created_at, i.updated_at";
@@ -458,6 +463,9 @@ impl Store {
         let Some(filter_sql) = self.filter_sql(org_id, &q.filter, &mut binds).await? else {
             return Ok(Vec::new());
         };
+        if self.db.dialect == Dialect::Postgres {
+            return self.search_postgres(binds, &filter_sql, q.limit).await;
+        }
         binds.push(Bind::Int(q.limit));
         let limit = binds.len();
         // SQLite cannot estimate how many rows a text query matches, so the join order is chosen
@@ -466,26 +474,123 @@ impl Store {
         // invocations, so with such a filter those rows drive instead, each checked against the
         // text index by row id, rather than walking every match of a common word.
         let selective = !q.filter.conversation_ids.is_empty() || !q.filter.simulation_run_ids.is_empty();
-        let sql = match self.db.dialect {
-            Dialect::Sqlite if selective => format!(
+        let sql = if selective {
+            format!(
                 "SELECT {COLUMNS} FROM invocations i CROSS JOIN invocations_fts ON invocations_fts.rowid = i.seq \
                  WHERE invocations_fts MATCH $2 AND i.org_id = $1{filter_sql} \
                  ORDER BY i.seq DESC LIMIT ${limit}"
-            ),
-            Dialect::Sqlite => format!(
+            )
+        } else {
+            format!(
                 "SELECT {COLUMNS} FROM invocations_fts CROSS JOIN invocations i ON i.seq = invocations_fts.rowid \
                  WHERE invocations_fts MATCH $2 AND i.org_id = $1{filter_sql} \
                  ORDER BY invocations_fts.rowid DESC LIMIT ${limit}"
-            ),
-            // The planner picks between the GIN index (rare words) and walking the organization's
-            // rows newest first (common words) from the word statistics.
-            Dialect::Postgres => format!(
-                "SELECT {COLUMNS} FROM invocations i WHERE i.org_id = $1 AND i.search @@ $2::tsquery{filter_sql} \
-                 ORDER BY i.seq DESC LIMIT ${limit}"
-            ),
+            )
         };
         let rows = bind_all(sqlx::query(&sql), &binds).fetch_all(&self.db.read).await?;
         rows.iter().map(invocation_from_row).collect()
+    }
+
+    /// Search on PostgreSQL, which has two ways to the newest hits: walk the organization's rows
+    /// newest first, testing each (cheap when the words are common), or collect every match from
+    /// the GIN index and keep the newest (cheap when they are rare). Its planner chooses from
+    /// word statistics, and guesses wrong by orders of magnitude for a rare word missing from
+    /// them or for words that occur together (it multiplies their frequencies). So the choice is
+    /// made here, from how often the words match among the newest rows: a probe of
+    /// [`PROBE_ROWS`] rows either already holds enough hits or measures the hit rate, and the
+    /// cheaper way for the remaining hits follows from it.
+    async fn search_postgres(
+        &self,
+        binds: Vec<Bind>,
+        filter_sql: &str,
+        limit: i64,
+    ) -> Result<Vec<Invocation>, StoreError> {
+        let want = limit as usize;
+        let mut hits: Vec<i64> = Vec::new();
+        let (probe, mut floor) = self.walk_newest(&binds, filter_sql, i64::MAX, PROBE_ROWS).await?;
+        hits.extend(probe.iter().filter(|(_, hit)| *hit).map(|(seq, _)| *seq).take(want));
+        let exhausted = (probe.len() as i64) < PROBE_ROWS;
+        if hits.len() < want && !exhausted {
+            let rate = hits.len() as f64 / probe.len() as f64;
+            let need = (want - hits.len()) as f64;
+            // Rows still to walk at this rate, against matches the index would hand over among
+            // the older rows (`floor` bounds their number). An index hit costs a random page
+            // read, a walked row a sequential one: about four to one, as measured.
+            let walk = if rate > 0.0 { need / rate } else { f64::INFINITY };
+            let index = rate.max(1.0 / PROBE_ROWS as f64) * floor as f64;
+            let walking = walk <= 4.0 * index && walk <= MAX_WALK_ROWS as f64;
+            tracing::debug!(probe_hits = hits.len(), rate, walking, "search goes on past the probe");
+            if walking {
+                let budget = (walk * 1.5) as i64 + 100;
+                let (more, next_floor) = self.walk_newest(&binds, filter_sql, floor, budget).await?;
+                hits.extend(more.iter().filter(|(_, hit)| *hit).map(|(seq, _)| *seq).take(want - hits.len()));
+                floor = if (more.len() as i64) < budget { 0 } else { next_floor };
+            }
+            if hits.len() < want && floor > 0 {
+                hits.extend(self.index_newest(&binds, filter_sql, floor, (want - hits.len()) as i64).await?);
+            }
+        }
+        if hits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut fetch = vec![binds[0].clone()];
+        fetch.extend(hits.iter().map(|s| Bind::Int(*s)));
+        let sql = format!(
+            "SELECT {COLUMNS} FROM invocations i WHERE i.org_id = $1 AND i.seq IN ({}) ORDER BY i.seq DESC",
+            placeholders(2, hits.len())
+        );
+        let rows = bind_all(sqlx::query(&sql), &fetch).fetch_all(&self.db.read).await?;
+        rows.iter().map(invocation_from_row).collect()
+    }
+
+    /// Up to `rows` of the organization's filtered rows older than `floor`, newest first, each
+    /// with whether it matches the query; and the oldest `seq` seen.
+    async fn walk_newest(
+        &self,
+        binds: &[Bind],
+        filter_sql: &str,
+        floor: i64,
+        rows: i64,
+    ) -> Result<(Vec<(i64, bool)>, i64), StoreError> {
+        let mut binds = binds.to_vec();
+        binds.push(Bind::Int(floor));
+        binds.push(Bind::Int(rows));
+        let n = binds.len();
+        let sql = format!(
+            "SELECT i.seq, CASE WHEN i.search @@ $2::tsquery THEN 1 ELSE 0 END AS hit FROM invocations i \
+             WHERE i.org_id = $1{filter_sql} AND i.seq < ${} ORDER BY i.seq DESC LIMIT ${n}",
+            n - 1
+        );
+        let found = bind_all(sqlx::query(&sql), &binds).fetch_all(&self.db.read).await?;
+        let mut out = Vec::with_capacity(found.len());
+        for row in &found {
+            out.push((row.try_get::<i64, _>("seq")?, get_bool(row, "hit")?));
+        }
+        let oldest = out.last().map_or(0, |(seq, _)| *seq);
+        Ok((out, oldest))
+    }
+
+    /// The newest `limit` matches older than `floor`, collected through the GIN index: the
+    /// materialized subquery has no order to follow, so the planner has no reason to walk.
+    async fn index_newest(
+        &self,
+        binds: &[Bind],
+        filter_sql: &str,
+        floor: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut binds = binds.to_vec();
+        binds.push(Bind::Int(floor));
+        binds.push(Bind::Int(limit));
+        let n = binds.len();
+        let sql = format!(
+            "WITH matches AS MATERIALIZED (SELECT i.seq FROM invocations i \
+             WHERE i.org_id = $1 AND i.search @@ $2::tsquery{filter_sql} AND i.seq < ${}) \
+             SELECT seq FROM matches ORDER BY seq DESC LIMIT ${n}",
+            n - 1
+        );
+        let found = bind_all(sqlx::query(&sql), &binds).fetch_all(&self.db.read).await?;
+        found.iter().map(|r| Ok(r.try_get::<i64, _>("seq")?)).collect()
     }
 
     /// Refreshes the query planner's statistics of the invocation tables, as a bulk load
@@ -616,9 +721,10 @@ impl Store {
     }
 }
 
-/// The complete order: the requested keys, `created_at` ascending unless requested, then `seq`
-/// in the direction of `created_at` (so `-created_at` is exactly the default order reversed and
-/// both walk the same index).
+/// The complete order: the requested keys, then `created_at` unless requested, then `seq`, the
+/// last two in the direction of the last requested key. Keeping one direction throughout makes
+/// `-k` exactly `+k` reversed, and lets the indexes that end in `(created_at, seq)` serve a sort
+/// by `tool_id` or source type either way.
 fn sort_keys(sort: &[(InvocationSortField, bool)]) -> Vec<(&'static str, bool)> {
     let mut keys: Vec<(&'static str, bool)> = Vec::new();
     for (field, desc) in sort {
@@ -626,15 +732,12 @@ fn sort_keys(sort: &[(InvocationSortField, bool)]) -> Vec<(&'static str, bool)> 
             keys.push((field.column(), *desc));
         }
     }
+    let trailing = keys.last().is_some_and(|(_, desc)| *desc);
     let created = InvocationSortField::CreatedAt.column();
-    let created_desc = match keys.iter().find(|(c, _)| *c == created) {
-        Some((_, desc)) => *desc,
-        None => {
-            keys.push((created, false));
-            false
-        }
-    };
-    keys.push(("i.seq", created_desc));
+    if !keys.iter().any(|(c, _)| *c == created) {
+        keys.push((created, trailing));
+    }
+    keys.push(("i.seq", trailing));
     keys
 }
 
@@ -705,7 +808,11 @@ mod tests {
         assert_eq!(sort_keys(&[(CreatedAt, true)]), [("i.created_at", true), ("i.seq", true)]);
         assert_eq!(
             sort_keys(&[(ToolId, true), (ToolId, false)]),
-            [("i.tool_id", true), ("i.created_at", false), ("i.seq", false)]
+            [("i.tool_id", true), ("i.created_at", true), ("i.seq", true)]
+        );
+        assert_eq!(
+            sort_keys(&[(CreatedAt, true), (Major, false)]),
+            [("i.created_at", true), ("i.major", false), ("i.seq", false)]
         );
     }
 

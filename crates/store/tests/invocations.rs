@@ -305,11 +305,11 @@ async fn filters_select_what_they_name() {
 }
 
 /// The order the listing promises, computed independently: the requested keys, then
-/// `created_at` (ascending unless requested), then recording order in `created_at`'s direction.
+/// `created_at` and recording order, both in the direction of the last requested key.
 fn expected_order(rows: &[Invocation], sort: &[(InvocationSortField, bool)]) -> Vec<String> {
     use std::cmp::Ordering;
     use InvocationSortField::*;
-    let created_desc = sort.iter().find(|(f, _)| *f == CreatedAt).is_some_and(|(_, d)| *d);
+    let trailing_desc = sort.last().is_some_and(|(_, d)| *d);
     let mut rows: Vec<&Invocation> = rows.iter().collect();
     rows.sort_by(|a, b| {
         for (field, desc) in sort {
@@ -328,7 +328,7 @@ fn expected_order(rows: &[Invocation], sort: &[(InvocationSortField, bool)]) -> 
             }
         }
         let rest = (a.created_at, a.seq).cmp(&(b.created_at, b.seq));
-        if created_desc {
+        if trailing_desc {
             rest.reverse()
         } else {
             rest
@@ -569,5 +569,65 @@ async fn search_finds_words_in_the_chosen_fields_newest_first() {
         assert_eq!(hits(store, &search("\"Paris\" & (rain)", &[])).await, pick(&[3]));
         assert_eq!(hits(store, &search("*:&'(", &[])).await, pick(&[]));
         assert!(store.search_invocations("other", &search("paris", &[])).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn newest_hits_are_right_whatever_the_frequency_of_the_words() {
+    for backend in backends().await {
+        let store = &backend.store;
+        let tool = tool_with_versions(store, "t", &["1.0.0"]).await;
+        // 3,000 rows, more than a search tests before choosing how to go on, with words from
+        // everywhere to only among the oldest rows.
+        let rows: Vec<NewInvocation> = (0..3_000i64)
+            .map(|i| {
+                let mut words = vec!["every".to_owned()];
+                for (word, every) in [("w20", 20), ("w25", 25), ("w400", 400)] {
+                    if i % every == 0 {
+                        words.push(word.to_owned());
+                    }
+                }
+                if i < 10 {
+                    words.push("old".into());
+                }
+                if i < 1_500 && i % 3 == 0 {
+                    words.push("gone".into());
+                }
+                let row = succeeded(&tool, "1.0.0", &words.join(" "), direct(), i);
+                if i % 2 == 0 {
+                    row
+                } else {
+                    NewInvocation { succeeded: false, ..row }
+                }
+            })
+            .collect();
+        for chunk in rows.chunks(500) {
+            store.record_invocations(chunk.to_vec()).await.unwrap();
+        }
+        let everything = InvocationQuery { limit: 5_000, ..query(Default::default()) };
+        let all = store.list_invocations("acme", &everything).await.unwrap().invocations;
+        for (word, limit, succeeded) in [
+            ("every", 50, None),
+            ("w20", 60, None),
+            ("w25", 100, None),
+            ("w400", 50, None),
+            ("old", 50, None),
+            ("gone", 50, None),
+            ("gone", 100, Some(true)),
+            ("w25", 100, Some(true)),
+            ("every w20", 60, None),
+        ] {
+            let mut expected: Vec<&Invocation> = all
+                .iter()
+                .filter(|i| word.split(' ').all(|w| i.output.as_deref().unwrap().split(' ').any(|x| x == w)))
+                .filter(|i| succeeded.is_none_or(|s| i.succeeded == s))
+                .collect();
+            expected.sort_by_key(|i| std::cmp::Reverse(i.seq));
+            let expected: Vec<String> = expected.into_iter().take(limit).map(|i| i.id.clone()).collect();
+            let mut q = search(word, &[]);
+            q.limit = limit as i64;
+            q.filter.succeeded = succeeded;
+            assert_eq!(hits(store, &q).await, expected, "{word} {limit} {succeeded:?}");
+        }
     }
 }

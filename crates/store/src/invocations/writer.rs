@@ -19,8 +19,15 @@ use crate::StoreError;
 const QUEUE_DEPTH: usize = 4096;
 /// The most rows one transaction takes; more waits for the next one.
 const MAX_BATCH_ROWS: usize = 5_000;
-/// Rows per INSERT statement: far below both backends' limits on bound parameters.
-const ROWS_PER_STATEMENT: usize = 100;
+/// Rows per INSERT statement, far below both backends' limits on bound parameters. SQLite looks
+/// up each parameter's name by walking the list of names, so binding costs grow with the square
+/// of the parameter count: its statements stay small.
+fn rows_per_statement(dialect: Dialect) -> usize {
+    match dialect {
+        Dialect::Sqlite => 20,
+        Dialect::Postgres => 100,
+    }
+}
 
 struct Request {
     rows: Vec<Prepared>,
@@ -95,7 +102,7 @@ async fn run(db: Db, mut requests: mpsc::Receiver<Request>) {
 
 async fn write(db: &Db, rows: &[&Prepared]) -> Result<(), StoreError> {
     let mut tx = db.write.begin().await?;
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    for chunk in rows.chunks(rows_per_statement(db.dialect)) {
         match db.dialect {
             Dialect::Sqlite => insert_sqlite(&mut tx, chunk).await?,
             Dialect::Postgres => insert_postgres(&mut tx, chunk).await?,

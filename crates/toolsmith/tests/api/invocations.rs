@@ -188,7 +188,7 @@ both_backends!(listing_filters_sorts_and_pages, |backend: Backend| async move {
         (format!("?simulation_unit_test_set_run_id={RUN}"), vec![2, 3]),
         ("?succeeded=false".into(), vec![1]),
         ("?sort_by=-created_at".into(), vec![4, 3, 2, 1, 0]),
-        ("?sort_by=%2Binvocation_source.type&sort_by=-version.minor".into(), vec![1, 0, 4, 2, 3]),
+        ("?sort_by=%2Binvocation_source.type&sort_by=-version.minor".into(), vec![1, 4, 0, 3, 2]),
         ("?sort_by=+invocation_status.succeeded&sort_by=-tool_id".into(), vec![1, 0, 2, 3, 4]),
     ] {
         let r = list(&app, &token, &query).await;
@@ -198,7 +198,7 @@ both_backends!(listing_filters_sorts_and_pages, |backend: Backend| async move {
             // Tool ids are random: the expected order depends on which one is larger.
             let succeeded: Vec<&NewInvocation> = rows.iter().filter(|r| r.succeeded).collect();
             let mut ordered: Vec<&NewInvocation> = succeeded.clone();
-            ordered.sort_by(|a, b| b.tool_id.cmp(&a.tool_id).then(a.created_at.cmp(&b.created_at)));
+            ordered.sort_by(|a, b| b.tool_id.cmp(&a.tool_id).then(b.created_at.cmp(&a.created_at)));
             expected = std::iter::once(rows[1].id.clone()).chain(ordered.iter().map(|r| r.id.clone())).collect();
         }
         assert_eq!(ids(&r), expected, "{query}");

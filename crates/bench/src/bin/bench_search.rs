@@ -1,0 +1,436 @@
+//! Invocation search and listing benchmark: fills a store with 1,000,000 invocation records
+//! through the store's recording path (group commits), then measures search (newest 50 hits) and
+//! listing pages, on SQLite and, when a PostgreSQL URL is given, on PostgreSQL. Also measures how
+//! many durable single-row records per second 64 concurrent callers get.
+//!
+//! Run with `cargo build --release -p toolsmith-bench && target/release/bench_search`.
+//! PostgreSQL: set `TOOLSMITH_BENCH_POSTGRES_URL` (or `TOOLSMITH_TEST_POSTGRES_URL`) to a
+//! database; the benchmark works in a fresh schema of it (left behind for inspection). `BENCH_ROWS`
+//! changes the row count; `BENCH_ONLY=sqlite` or `BENCH_ONLY=postgres` runs one backend.
+//!
+//! The data mimics a busy organization: 20 tools with 3 versions each, 80% succeeded calls with
+//! varied outputs, failures spread over a dozen exception types with messages and stack traces,
+//! conversations of about 20 calls, and a rare word in one row of 10,000.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use toolsmith_bench::Samples;
+use toolsmith_domain::time::Timestamp;
+use toolsmith_domain::{ObjectId, ToolName, Version};
+use toolsmith_store::secrets::{Keyring, SecretKey};
+use toolsmith_store::{
+    InvocationFilter, InvocationQuery, InvocationSearch, InvocationSortField, NewInvocation, NewTool, NewVersion,
+    SearchField, SourceType, Store, ToolVersions, UserRef,
+};
+
+const ORG: &str = "bench";
+const TOOLS: usize = 20;
+const PRODUCERS: usize = 4;
+const BATCH: usize = 2_000;
+const RUNS: usize = 200;
+/// Runs of the one measurement that reads every row.
+const SLOW_RUNS: usize = 10;
+/// One row in this many carries the rare word.
+const RARE_EVERY: u64 = 10_000;
+const RARE_WORD: &str = "quasarglint";
+
+/// A small deterministic generator (xorshift64*), so every run indexes the same text.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// An index skewed towards 0, as word frequencies in text are.
+    fn skewed(&mut self, n: usize) -> usize {
+        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        ((n as f64) * u * u * u) as usize
+    }
+}
+
+/// Pronounceable made-up words, so that frequencies are controlled rather than English's.
+fn vocabulary(size: usize) -> Vec<String> {
+    const SYLLABLES: [&str; 24] = [
+        "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "pa", "qu", "ex", "in", "or", "al", "en", "dra", "fli",
+        "gro", "sha", "tor", "bel", "cor", "dun",
+    ];
+    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let mut seen = std::collections::HashSet::new();
+    let mut words = Vec::with_capacity(size);
+    while words.len() < size {
+        let parts = 2 + rng.below(3);
+        let word: String = (0..parts).map(|_| SYLLABLES[rng.below(SYLLABLES.len())]).collect();
+        if word != RARE_WORD && seen.insert(word.clone()) {
+            words.push(word);
+        }
+    }
+    words
+}
+
+const EXCEPTIONS: [(&str, &str); 12] = [
+    ("TimeoutError", "the upstream service did not answer within 5 seconds"),
+    ("ConnectionError", "connection refused by api.internal:443"),
+    ("KeyError", "'customer_id' is missing from the payload"),
+    ("ValueError", "invalid literal for int() with base 10"),
+    ("PermissionError", "the token does not grant access to this account"),
+    ("HTTPStatusError", "server answered 502 bad gateway"),
+    ("JSONDecodeError", "expecting value at line 1 column 1"),
+    ("RuntimeError", "the order is already closed"),
+    ("TypeError", "unsupported operand types for addition"),
+    ("IndexError", "list index out of range"),
+    ("ZeroDivisionError", "division by zero"),
+    ("LookupError", "no appointment matches the requested slot"),
+];
+
+struct Fixture {
+    tools: Vec<String>,
+}
+
+fn make_row(n: u64, rng: &mut Rng, words: &[String], f: &Fixture) -> NewInvocation {
+    let tool = &f.tools[rng.below(f.tools.len())];
+    let version = Version { major: 1 + rng.below(3) as u64, minor: 0, patch: 0 };
+    let sentence = |rng: &mut Rng, len: usize| -> String {
+        (0..len).map(|_| words[rng.skewed(words.len())].as_str()).collect::<Vec<_>>().join(" ")
+    };
+    let conversation = n / 20;
+    let source = if n % 10 < 7 {
+        json!({
+            "type": "regular-conversation",
+            "user_id": format!("{:024x}", n % 5_000),
+            "conversation_id": format!("{conversation:024x}"),
+            "interaction_id": format!("{n:024x}"),
+            "invocation_metadata": {"type": "engage-user", "current_state_machine_and_version": ["support", 4], "tool_call_round_index": 0}
+        })
+    } else {
+        json!({
+            "type": "simulation-conversation",
+            "simulation_unit_test_set_run_id": format!("{:024x}", conversation % 500),
+            "unit_test_id": null,
+            "run_index": n % 7,
+            "invocation_metadata": {"type": "engage-user", "current_state_machine_and_version": ["support", 4], "tool_call_round_index": 1}
+        })
+    };
+    let rare = if n % RARE_EVERY == 7 { format!(" {RARE_WORD}") } else { String::new() };
+    let mut row = NewInvocation {
+        id: ObjectId::generate().to_string(),
+        org_id: ORG.into(),
+        tool_id: tool.clone(),
+        version,
+        succeeded: true,
+        output: None,
+        exception_type: None,
+        exception_message: None,
+        exception_stack_trace: vec![],
+        duration_ms: 5 + rng.below(400) as i64,
+        inputs: json!({"query": sentence(rng, 3), "limit": rng.below(50)}),
+        source,
+        logs: format!("calling upstream for {}\n", sentence(rng, 2)),
+        created_at: Timestamp(1_760_000_000_000_000 + n as i64 * 3_000),
+    };
+    if rng.below(10) < 8 {
+        // Half of the outputs are structured results, the rest free text.
+        let len = 8 + rng.below(30);
+        let body = sentence(rng, len);
+        row.output = Some(if rng.below(2) == 0 {
+            format!("{{\"result\": \"{body}{rare}\", \"count\": {}}}", rng.below(100))
+        } else {
+            format!("{body}{rare}")
+        });
+    } else {
+        let (kind, message) = EXCEPTIONS[rng.skewed(EXCEPTIONS.len())];
+        row.succeeded = false;
+        row.exception_type = Some(kind.into());
+        row.exception_message = Some(format!("{message} ({}){rare}", sentence(rng, 2)));
+        let depth = 3 + rng.below(4);
+        let mut trace = vec!["Traceback (most recent call last):".to_owned()];
+        for d in 0..depth {
+            let module = &words[rng.skewed(words.len() / 10)];
+            trace.push(format!("  File \"/srv/tools/{module}/handler.py\", line {}, in step_{d}", 10 + rng.below(300)));
+        }
+        trace.push(format!("{kind}: {message}"));
+        row.exception_stack_trace = trace;
+    }
+    row
+}
+
+async fn fill(store: &Store, rows: u64) -> anyhow::Result<(Fixture, f64)> {
+    store.create_org(ORG, "Bench").await?;
+    let admin = UserRef { org_id: ORG.into(), user_id: "0123456789abcdef01234567".into() };
+    let mut tools = Vec::new();
+    for i in 0..TOOLS {
+        let tool = store
+            .create_tool(NewTool {
+                org_id: ORG.into(),
+                name: ToolName::parse(&format!("tool_{i}")).map_err(|e| anyhow::anyhow!("{e}"))?,
+                description: "A benchmark tool.".into(),
+                tags: vec![],
+                creator: admin.clone(),
+            })
+            .await?;
+        for major in 1..=3 {
+            store
+                .insert_version(NewVersion {
+                    org_id: ORG.into(),
+                    tool_id: tool.id.clone(),
+                    version: Version { major, minor: 0, patch: 0 },
+                    required_envvars: vec![],
+                    required_secret_envvars: vec![],
+                    input_schema: json!({"type": "object"}),
+                    takes_context: false,
+                    entrypoint: "tool:run".into(),
+                    tool_commit_hash: "a".repeat(40),
+                    scaffold_hash: "b".repeat(64),
+                    project_directory: format!("tool_{i}"),
+                    content_digest: "c".repeat(64),
+                    environment_key: "d".repeat(64),
+                    build_id: ObjectId::generate().to_string(),
+                    creator: admin.clone(),
+                })
+                .await?;
+        }
+        tools.push(tool.id);
+    }
+    let fixture = Arc::new(Fixture { tools });
+    let words = Arc::new(vocabulary(20_000));
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let (store, fixture, words, next) = (store.clone(), fixture.clone(), words.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (p as u64 + 1));
+                loop {
+                    let start = next.fetch_add(BATCH as u64, Ordering::Relaxed);
+                    if start >= rows {
+                        return Ok::<_, anyhow::Error>(());
+                    }
+                    let end = (start + BATCH as u64).min(rows);
+                    let batch: Vec<NewInvocation> =
+                        (start..end).map(|n| make_row(n, &mut rng, &words, &fixture)).collect();
+                    store.record_invocations(batch).await?;
+                }
+            })
+        })
+        .collect();
+    let mut last_report = Instant::now();
+    for producer in producers {
+        while !producer.is_finished() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if last_report.elapsed() > Duration::from_secs(30) {
+                eprintln!(
+                    "  … {} rows queued after {:.0}s",
+                    next.load(Ordering::Relaxed).min(rows),
+                    started.elapsed().as_secs_f64()
+                );
+                last_report = Instant::now();
+            }
+        }
+        producer.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    store.refresh_invocation_statistics().await?;
+    let fixture = Arc::try_unwrap(fixture).map_err(|_| anyhow::anyhow!("fixture still shared"))?;
+    Ok((fixture, secs))
+}
+
+/// Runs `f` `runs` times after a few warm-up calls; returns the latencies and the size of the
+/// last answer.
+async fn measure<F, Fut>(runs: usize, mut f: F) -> anyhow::Result<(Samples, usize)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<usize>>,
+{
+    for _ in 0..runs.min(5) {
+        f().await?;
+    }
+    let mut samples = Samples::default();
+    let mut size = 0;
+    for _ in 0..runs {
+        let t = Instant::now();
+        size = f().await?;
+        samples.push(t.elapsed());
+    }
+    Ok((samples, size))
+}
+
+async fn durable_throughput(store: &Store, tool: &str) -> anyhow::Result<f64> {
+    const CALLERS: usize = 64;
+    const DURATION: Duration = Duration::from_secs(5);
+    let deadline = Instant::now() + DURATION;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|c| {
+            let (store, tool) = (store.clone(), tool.to_owned());
+            tokio::spawn(async move {
+                let mut count = 0u64;
+                while Instant::now() < deadline {
+                    let row = NewInvocation {
+                        id: ObjectId::generate().to_string(),
+                        org_id: ORG.into(),
+                        tool_id: tool.clone(),
+                        version: Version { major: 1, minor: 0, patch: 0 },
+                        succeeded: true,
+                        output: Some(format!("caller {c} call {count} done")),
+                        exception_type: None,
+                        exception_message: None,
+                        exception_stack_trace: vec![],
+                        duration_ms: 1,
+                        inputs: json!({}),
+                        source: json!({"type": "direct", "user_id": "0123456789abcdef01234567"}),
+                        logs: String::new(),
+                        created_at: Timestamp::now(),
+                    };
+                    store.record_invocations(vec![row]).await?;
+                    count += 1;
+                }
+                Ok::<_, anyhow::Error>(count)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn run(label: &str, store: Store, rows: u64) -> anyhow::Result<()> {
+    eprintln!("{label}: recording {rows} invocations …");
+    let (fixture, fill_secs) = fill(&store, rows).await?;
+    let tool = fixture.tools[3].clone();
+
+    let search = |text: &str, fields: &[SearchField], filter: InvocationFilter| InvocationSearch {
+        query: text.into(),
+        fields: fields.to_vec(),
+        filter,
+        limit: 50,
+    };
+    let two_sources = InvocationFilter {
+        source_types: Some(vec![SourceType::RegularConversation, SourceType::SimulationConversation]),
+        ..Default::default()
+    };
+    let failed_only = InvocationFilter { succeeded: Some(false), ..Default::default() };
+    let one_tool =
+        InvocationFilter { tools: vec![ToolVersions { tool_id: tool.clone(), versions: None }], ..Default::default() };
+    let conversation =
+        InvocationFilter { conversation_ids: vec![format!("{:024x}", rows / 20 / 2)], ..Default::default() };
+    let searches = [
+        ("rare word (1 row in 10,000), all fields", search(RARE_WORD, &[], InvocationFilter::default())),
+        ("common word (\"result\", ~40% of rows), all fields", search("result", &[], InvocationFilter::default())),
+        (
+            "two words in one field (exception_message)",
+            search("connection refused", &[SearchField::ExceptionMessage], InvocationFilter::default()),
+        ),
+        (
+            "one field (exception_type = TimeoutError)",
+            search("TimeoutError", &[SearchField::ExceptionType], InvocationFilter::default()),
+        ),
+        ("common word, filtered to one tool of 20", search("result", &[], one_tool.clone())),
+        ("common word, filtered to one conversation", search("result", &[], conversation)),
+        ("prefix (\"conn*\"), failed only", search("conn*", &[], failed_only.clone())),
+    ];
+
+    println!();
+    println!("### {label}: {rows} invocations");
+    println!();
+    println!(
+        "Recorded in {fill_secs:.0} s ({:.0} rows/s, {PRODUCERS} callers handing over {BATCH} rows at a time).",
+        rows as f64 / fill_secs
+    );
+    println!();
+    println!("| measurement | rows returned | p50 ms | p99 ms |");
+    println!("|---|---|---|---|");
+    for (name, q) in &searches {
+        let (mut samples, size) = measure(RUNS, || async { Ok(store.search_invocations(ORG, q).await?.len()) }).await?;
+        println!(
+            "| search: {name} | {size} | {:.2} | {:.2} |",
+            samples.percentile_ms(50.0),
+            samples.percentile_ms(99.0)
+        );
+    }
+
+    let page = |filter: InvocationFilter, sort: Vec<(InvocationSortField, bool)>, after: i64| InvocationQuery {
+        filter,
+        sort,
+        limit: 100,
+        after,
+    };
+    use InvocationSortField as F;
+    // Listing entries: (name, filter, sort, deep, runs). A deep page starts 100 rows before the
+    // end of its order; the reversed order's first page ends there.
+    let listings = [
+        ("first page (100, default order)", InvocationFilter::default(), vec![], false, RUNS),
+        ("deep page (100 rows before the end), default order", InvocationFilter::default(), vec![], true, RUNS),
+        ("deep page, one tool", one_tool.clone(), vec![], true, RUNS),
+        ("first page, newest first, failed only", failed_only.clone(), vec![(F::CreatedAt, true)], false, RUNS),
+        ("deep page, sorted by -tool_id", InvocationFilter::default(), vec![(F::ToolId, true)], true, RUNS),
+        ("deep page, caller who may read two of three source types", two_sources.clone(), vec![], true, RUNS),
+        (
+            "deep page, sorted by -version.major +tool_id (no index: sorts every row)",
+            InvocationFilter::default(),
+            vec![(F::Major, true), (F::ToolId, false)],
+            true,
+            SLOW_RUNS,
+        ),
+    ];
+    for (name, filter, sort, deep, runs) in listings {
+        let after = if deep {
+            let reversed: Vec<(F, bool)> = sort.iter().map(|(f, d)| (*f, !d)).collect();
+            let reversed = if reversed.is_empty() { vec![(F::CreatedAt, true)] } else { reversed };
+            let tail = store.list_invocations(ORG, &page(filter.clone(), reversed, 0)).await?;
+            tail.invocations.last().map_or(0, |i| i.seq)
+        } else {
+            0
+        };
+        let q = page(filter, sort, after);
+        let (mut samples, size) =
+            measure(runs, || async { Ok(store.list_invocations(ORG, &q).await?.invocations.len()) }).await?;
+        println!("| list: {name} | {size} | {:.2} | {:.2} |", samples.percentile_ms(50.0), samples.percentile_ms(99.0));
+    }
+    let per_sec = durable_throughput(&store, &tool).await?;
+    println!("| durable single-row records, 64 concurrent callers for 5 s | {per_sec:.0}/s | | |");
+    store.close().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let rows: u64 = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let keyring = || Keyring::new(vec![SecretKey::generate()]).ok_or_else(|| anyhow::anyhow!("no secret key"));
+    println!("toolsmith invocation search benchmark (newest 50 hits per search, {RUNS} runs per row, one client)");
+
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let dir = tempfile::tempdir()?;
+    if only != "postgres" {
+        let sqlite = Store::open_sqlite_dir(dir.path(), keyring()?).await?;
+        run("SQLite", sqlite, rows).await?;
+    }
+    if only == "sqlite" {
+        return Ok(());
+    }
+
+    let pg = std::env::var("TOOLSMITH_BENCH_POSTGRES_URL").or_else(|_| std::env::var("TOOLSMITH_TEST_POSTGRES_URL"));
+    match pg {
+        Ok(base) => {
+            let url = toolsmith_store::testing::fresh_postgres_schema(&base).await?;
+            if let Some(schema) = url.split("search_path%3D").nth(1) {
+                eprintln!("PostgreSQL: working in schema {schema}; drop it when done");
+            }
+            let store = Store::open(&url, keyring()?).await?;
+            run("PostgreSQL", store, rows).await?;
+        }
+        Err(_) => println!("\n(PostgreSQL skipped: set TOOLSMITH_BENCH_POSTGRES_URL to include it.)"),
+    }
+    Ok(())
+}
