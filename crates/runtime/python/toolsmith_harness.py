@@ -11,13 +11,16 @@ big-endian length, then UTF-8 JSON.
 2. This script imports the tool with that environment and answers ``{"ready": true}`` or
    ``{"ready": false, "message": ..., "traceback": ...}`` on stdout.
 3. Then every request frame ``{"id", "input", "context"}`` is handed to a child forked from the
-   imported state. One child is always forked ahead and waits for its request, so the fork is
-   off the critical path. The child applies the invocation's limits, captures its stdout and
-   stderr up to a cap, calls the tool and sends back ``{"id", "ok", "output" | "type", "message",
-   "trace", "duration_ms", "logs", "truncated"}``, then exits. Nothing it did survives it: its
-   memory dies with it and its scratch directory is removed.
+   imported state. One child is always forked ahead: it has already applied the invocation's
+   limits, made its scratch directory and pointed its stdout and stderr at a memory file of the
+   zygote's, and waits for its request, so none of that is on the critical path. It calls the
+   tool and sends back ``{"id", "ok", "output" | "type", "message", "trace", "duration_ms"}``,
+   then exits; the zygote adds ``"logs"`` (the first bytes of that memory file) and
+   ``"truncated"``. Nothing the child did survives it: its memory dies with it and its scratch
+   directory is removed.
 4. ``{"kill": id}`` stops that invocation's process group (the server's wall-clock timeout); a
-   child that ends without answering is reported as ``{"id", "crashed": true, "status": ...}``.
+   child that ends without answering is reported as ``{"id", "crashed": true, "status": ...}``,
+   with the output it wrote before it ended.
 
 Whatever the tool prints while it is imported goes to stderr, never into the protocol.
 This file uses the standard library only.
@@ -27,17 +30,18 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import gc
 import importlib
 import inspect
 import json
 import os
 import resource
+import select
 import selectors
 import shutil
 import signal
 import struct
 import sys
-import threading
 import time
 import traceback
 import types
@@ -150,58 +154,6 @@ def _tool_frames(exc: BaseException) -> list[str]:
     return [line.rstrip("\n") for line in lines]
 
 
-class Capture:
-    """The child's fds 1 and 2, read by a thread that keeps the first ``cap`` bytes.
-
-    Once the cap is reached, fds 1 and 2 are pointed at /dev/null, so a tool that prints
-    without end neither blocks on a full pipe nor fills memory."""
-
-    def __init__(self, cap: int):
-        self.cap = cap
-        self.kept = bytearray()
-        self.truncated = False
-        read_end, write_end = os.pipe()
-        os.dup2(write_end, 1)
-        os.dup2(write_end, 2)
-        os.close(write_end)
-        self.read_end = read_end
-        self.thread = threading.Thread(target=self._drain, daemon=True)
-        self.thread.start()
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self.read_end, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            room = self.cap - len(self.kept)
-            if room > 0:
-                self.kept += chunk[:room]
-            if len(chunk) > room and not self.truncated:
-                self.truncated = True
-                # Past the cap, the kernel discards the rest: the tool runs on at full speed
-                # instead of spending its time limit feeding this thread.
-                null = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(null, 1)
-                os.dup2(null, 2)
-                os.close(null)
-
-    def finish(self) -> tuple[str, bool]:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 1)
-        os.dup2(null, 2)
-        # A process the tool started may still hold the pipe open; do not wait for it.
-        self.thread.join(0.2)
-        return bytes(self.kept).decode("utf-8", "replace"), self.truncated
-
-
 def _set_limit(resource_id: int, value) -> None:
     if value:
         try:
@@ -210,21 +162,42 @@ def _set_limit(resource_id: int, value) -> None:
             pass
 
 
-def run_child(tool: Tool, limits: dict, request_fd: int, result_fd: int) -> None:
-    """The body of a forked child: wait for the request, run it, answer, exit."""
+def read_output(fd: int, cap: int) -> tuple[str, bool]:
+    """The first ``cap`` bytes an invocation wrote to stdout and stderr, and whether it wrote
+    more. They are in a memory file the zygote created, so they survive a crash or a kill."""
+    try:
+        size = os.fstat(fd).st_size
+        data = os.pread(fd, cap, 0)
+    except OSError:
+        return "", False
+    return data.decode("utf-8", "replace"), size > cap
+
+
+def prepare_child(limits: dict, output_fd: int) -> None:
+    """Everything a child does before it has a request, so that none of it is on the critical
+    path: its own process group, its scratch directory, its limits, stdout and stderr into the
+    output file. Collection is left to the exit: the child lives for one call."""
     os.setpgid(0, 0)
-    request = read_frame(request_fd)
-    if request is None:
-        os._exit(0)
-    invocation_id = request["id"]
     scratch = os.path.join(SCRATCH_ROOT, f"invocation-{os.getpid()}")
     os.mkdir(scratch, 0o700)
     os.environ["TMPDIR"] = scratch
     os.environ["HOME"] = scratch
     _set_limit(resource.RLIMIT_AS, limits.get("memory_bytes"))
     _set_limit(resource.RLIMIT_CPU, limits.get("cpu_secs"))
+    # The file size limit also bounds the output file: a tool that prints without end is
+    # stopped there (SIGXFSZ) instead of filling memory.
     _set_limit(resource.RLIMIT_FSIZE, limits.get("file_size_bytes"))
-    capture = Capture(int(limits.get("output_bytes") or 1 << 20))
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+    gc.disable()
+
+
+def run_child(tool: Tool, request_fd: int, result_fd: int) -> None:
+    """The body of a forked child once prepared: wait for the request, run it, answer, exit."""
+    request = read_frame(request_fd)
+    if request is None:
+        os._exit(0)
+    invocation_id = request["id"]
     started = time.perf_counter()
     try:
         output = tool.call(request.get("input") or {}, request.get("context") or {})
@@ -238,7 +211,11 @@ def run_child(tool: Tool, limits: dict, request_fd: int, result_fd: int) -> None
             "trace": _tool_frames(exc),
         }
     answer["duration_ms"] = (time.perf_counter() - started) * 1000.0
-    answer["logs"], answer["truncated"] = capture.finish()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
     try:
         write_frame(result_fd, answer)
     except Exception as exc:  # an output that cannot be encoded
@@ -251,8 +228,6 @@ def run_child(tool: Tool, limits: dict, request_fd: int, result_fd: int) -> None
                 "message": f"the tool's result could not be sent: {exc}",
                 "trace": [],
                 "duration_ms": answer["duration_ms"],
-                "logs": "",
-                "truncated": False,
             },
         )
     os._exit(0)
@@ -260,6 +235,21 @@ def run_child(tool: Tool, limits: dict, request_fd: int, result_fd: int) -> None
 
 # --------------------------------------------------------------------------------------------
 # The zygote
+
+
+class Invocation:
+    """One running child, as the zygote tracks it."""
+
+    def __init__(self, invocation_id: int, result_read: int, output: int, exit_fd: int):
+        self.id = invocation_id
+        # Closed (None) once the answer is in: a process the tool started may hold the pipe's
+        # other end for ever, so the pipe's end says nothing about the child's.
+        self.result_read: int | None = result_read
+        self.data = bytearray()
+        self.output = output
+        # A pidfd: readable once the child has exited.
+        self.exit_fd = exit_fd
+        self.answered = False
 
 
 class Zygote:
@@ -270,21 +260,20 @@ class Zygote:
         self.proto_out = proto_out
         self.selector = selectors.DefaultSelector()
         self.selector.register(proto_in, selectors.EVENT_READ, ("control", None))
-        # pid -> [invocation id, result read end, collected bytes]
-        self.running: dict[int, list] = {}
+        self.running: dict[int, Invocation] = {}
         self.by_id: dict[int, int] = {}
-        self.idle: tuple[int, int, int] | None = None
+        # The child forked ahead: (pid, request write end, result read end, output file).
+        self.idle: tuple[int, int, int, int] | None = None
         # Sweeping orphans and emptying /tmp are only right as PID 1 of the sandbox; run
         # anywhere else (a developer trying the harness), they would touch the host's.
         self.sandboxed = os.getpid() == 1
         # Ended invocations whose leftovers are still to be removed.
         self.ended: list[int] = []
-        # Exit statuses of invocation children reaped before their result pipe was drained.
-        self.statuses: dict[int, int] = {}
 
-    def fork_child(self) -> tuple[int, int, int]:
+    def fork_child(self) -> tuple[int, int, int, int]:
         request_read, request_write = os.pipe()
         result_read, result_write = os.pipe()
+        output = os.memfd_create("invocation-output", os.MFD_CLOEXEC)
         pid = os.fork()
         if pid == 0:
             try:
@@ -293,34 +282,60 @@ class Zygote:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGPIPE, signal.SIG_DFL)
                 # Nothing of the zygote's other channels may reach the tool: not the protocol,
-                # not another invocation's pipes.
+                # not another invocation's pipes or output.
                 os.dup2(request_read, 3)
                 os.dup2(result_write, 4)
-                os.closerange(5, 1 << 16)
-                run_child(self.tool, self.limits, 3, 4)
+                os.dup2(output, 5)
+                os.closerange(6, 1 << 16)
+                prepare_child(self.limits, 5)
+                os.close(5)
+                run_child(self.tool, 3, 4)
             finally:
                 os._exit(70)
         os.close(request_read)
         os.close(result_write)
-        return pid, request_write, result_read
+        return pid, request_write, result_read, output
 
     def dispatch(self, request: dict) -> None:
-        # What ended invocations left must be gone before the next one starts; usually the
+        # What ended invocations left must be gone before the next one starts: children that
+        # answered are given the moment they need to exit, then cleaned up after. Usually the
         # idle loop has done it already.
+        for pid in [pid for pid, inv in self.running.items() if inv.answered]:
+            ready, _, _ = select.select([self.running[pid].exit_fd], [], [], 1.0)
+            if not ready:
+                self.kill(self.running[pid].id)
+                select.select([self.running[pid].exit_fd], [], [], 1.0)
+            self.exited(pid)
         while self.ended:
             self.clean_up(self.ended.pop())
         if self.idle is None:
-            self.idle = self.fork_child()
-        pid, request_write, result_read = self.idle
+            try:
+                self.idle = self.fork_child()
+            except OSError as exc:
+                # The sandbox's process limit is reached (or memory is short): this invocation
+                # cannot start, the zygote carries on.
+                write_frame(
+                    self.proto_out,
+                    {"id": request["id"], "crashed": True, "status": f"no process could be started ({exc})", "logs": ""},
+                )
+                return
+        pid, request_write, result_read, output = self.idle
         self.idle = None
+        try:
+            exit_fd = os.pidfd_open(pid)
+        except OSError:
+            os.kill(pid, signal.SIGKILL)
+            write_frame(self.proto_out, {"id": request["id"], "crashed": True, "status": "lost", "logs": ""})
+            return
         try:
             write_frame(request_write, request)
         except OSError:
             pass
         os.close(request_write)
-        self.running[pid] = [request["id"], result_read, bytearray()]
+        self.running[pid] = Invocation(request["id"], result_read, output, exit_fd)
         self.by_id[request["id"]] = pid
         self.selector.register(result_read, selectors.EVENT_READ, ("result", pid))
+        self.selector.register(exit_fd, selectors.EVENT_READ, ("exit", pid))
 
     def kill(self, invocation_id: int) -> None:
         pid = self.by_id.get(invocation_id)
@@ -331,41 +346,73 @@ class Zygote:
                 except OSError:
                     pass
 
-    def collect(self, pid: int) -> None:
-        entry = self.running[pid]
+    def read_result(self, pid: int, block: bool = True) -> None:
+        """Reads what is in a child's result pipe; the answer goes out as soon as its frame is
+        complete, before the child has even exited."""
+        inv = self.running.get(pid)
+        if inv is None or inv.result_read is None:
+            return
+        if not block:
+            os.set_blocking(inv.result_read, False)
         try:
-            chunk = os.read(entry[1], 1 << 20)
+            chunk = os.read(inv.result_read, 1 << 20)
         except OSError:
             chunk = b""
-        if chunk:
-            entry[2] += chunk
+        if not chunk:
+            self.close_result(inv)
             return
-        self.selector.unregister(entry[1])
-        os.close(entry[1])
-        status = self.reap(pid)
-        del self.running[pid]
-        self.by_id.pop(entry[0], None)
-        data = bytes(entry[2])
-        answer = None
-        if len(data) >= 4:
-            (length,) = struct.unpack(">I", data[:4])
-            if len(data) == 4 + length:
+        inv.data += chunk
+        if len(inv.data) >= 4:
+            (length,) = struct.unpack(">I", inv.data[:4])
+            if len(inv.data) >= 4 + length:
                 try:
-                    answer = json.loads(data[4:])
+                    answer = json.loads(bytes(inv.data[4 : 4 + length]))
                 except ValueError:
                     answer = None
-        if answer is None or answer.get("id") != entry[0]:
-            answer = {"id": entry[0], "crashed": True, "status": status}
-        write_frame(self.proto_out, answer)
+                self.close_result(inv)
+                if isinstance(answer, dict) and answer.get("id") == inv.id:
+                    self.answer(answer, inv.output)
+                    inv.answered = True
+
+    def close_result(self, inv: Invocation) -> None:
+        if inv.result_read is not None:
+            self.selector.unregister(inv.result_read)
+            os.close(inv.result_read)
+            inv.result_read = None
+
+    def exited(self, pid: int) -> None:
+        """Handles a child that has exited: reaps it, reports it if it never answered, queues
+        its clean-up."""
+        inv = self.running.get(pid)
+        if inv is None:
+            return
+        status = self.reap(pid)
+        # An answer written just before the exit may still be in the pipe.
+        while inv.result_read is not None and not inv.answered:
+            before = len(inv.data)
+            self.read_result(pid, block=False)
+            if inv.result_read is not None and len(inv.data) == before:
+                break
+        self.close_result(inv)
+        self.selector.unregister(inv.exit_fd)
+        os.close(inv.exit_fd)
+        del self.running[pid]
+        self.by_id.pop(inv.id, None)
+        if not inv.answered:
+            self.answer({"id": inv.id, "crashed": True, "status": status}, inv.output)
+        os.close(inv.output)
         self.ended.append(pid)
 
+    def answer(self, answer: dict, output: int) -> None:
+        cap = int(self.limits.get("output_bytes") or 1 << 20)
+        answer["logs"], answer["truncated"] = read_output(output, cap)
+        write_frame(self.proto_out, answer)
+
     def reap(self, pid: int) -> str:
-        status = self.statuses.pop(pid, None)
-        if status is None:
-            try:
-                _, status = os.waitpid(pid, 0)
-            except ChildProcessError:
-                return "unknown"
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            return "unknown"
         if os.WIFSIGNALED(status):
             number = os.WTERMSIG(status)
             try:
@@ -381,11 +428,18 @@ class Zygote:
         except OSError:
             pass
         self.sweep()
-        shutil.rmtree(os.path.join(SCRATCH_ROOT, f"invocation-{pid}"), ignore_errors=True)
+        scratch = os.path.join(SCRATCH_ROOT, f"invocation-{pid}")
+        try:
+            os.rmdir(scratch)
+        except OSError:
+            shutil.rmtree(scratch, ignore_errors=True)
         if not self.running and self.sandboxed:
             # With nothing running, nothing in /tmp belongs to anyone: a file a tool wrote
             # outside its scratch directory must not reach the next invocation.
+            waiting = f"invocation-{self.idle[0]}" if self.idle is not None else None
             for name in os.listdir(SCRATCH_ROOT):
+                if name == waiting:
+                    continue
                 path = os.path.join(SCRATCH_ROOT, name)
                 if os.path.isdir(path) and not os.path.islink(path):
                     shutil.rmtree(path, ignore_errors=True)
@@ -395,59 +449,61 @@ class Zygote:
                     except OSError:
                         pass
 
-    def sweep(self) -> None:
-        """Kills orphans: processes re-parented to this PID 1 that are no invocation's child.
+    def orphans(self, keep: set) -> list[int]:
+        """Processes whose parent is this PID 1 and that are no invocation's child: what an
+        invocation left behind. The kernel lists PID 1's children in one file; where it does
+        not, every process's parent is read instead."""
+        try:
+            with open("/proc/1/task/1/children", "rb") as f:
+                children = [int(pid) for pid in f.read().split()]
+        except OSError:
+            children = []
+            for name in os.listdir("/proc"):
+                if not name.isdigit() or name == "1":
+                    continue
+                try:
+                    with open(f"/proc/{name}/stat", "rb") as stat:
+                        fields = stat.read().rsplit(b")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == 1:
+                    children.append(int(name))
+        return [pid for pid in children if pid not in keep]
 
-        They are what an invocation left running after it ended or was killed; they must not
-        outlive it. Repeats until none are left, since killing one can orphan its children."""
+    def sweep(self) -> None:
+        """Kills orphans. They must not outlive the invocation that started them; this repeats
+        until none are left, since killing one can orphan its children."""
         if not self.sandboxed:
             return
         keep = set(self.running)
         if self.idle is not None:
             keep.add(self.idle[0])
         for _ in range(100):
-            found = False
-            for name in os.listdir("/proc"):
-                if not name.isdigit():
-                    continue
-                pid = int(name)
-                if pid == 1 or pid in keep:
-                    continue
-                try:
-                    with open(f"/proc/{pid}/stat", "rb") as stat:
-                        fields = stat.read().rsplit(b")", 1)[1].split()
-                except OSError:
-                    continue
-                if int(fields[1]) == 1:
-                    found = True
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
-            self.reap_orphans()
+            found = self.orphans(keep)
             if not found:
                 return
-
-    def reap_orphans(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if pid in self.running:
-                # An invocation ended before its result pipe was drained; `collect` reports it.
-                self.statuses[pid] = status
+            for pid in found:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.001)
+            for pid in found:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
 
     def serve(self) -> None:
-        """The event loop. Answers go out first; the work that follows an invocation (forking
-        the next waiting child, cleaning up after an ended one) is done when no request or
+        """The event loop. Answers go out first; the work that follows an invocation (cleaning
+        up after an ended one, forking the next waiting child) is done when no request or
         answer is waiting, so it stays off the critical path of the next call."""
         self.idle = self.fork_child()
+        fork_failed = False
         while True:
             pending = self.idle is None or bool(self.ended)
-            events = self.selector.select(timeout=0 if pending else 1.0)
+            timeout = 1.0 if not pending else (0.05 if fork_failed and not self.ended else 0)
+            events = self.selector.select(timeout=timeout)
             for key, _ in events:
                 kind, pid = key.data
                 if kind == "control":
@@ -458,14 +514,20 @@ class Zygote:
                         self.kill(message["kill"])
                     else:
                         self.dispatch(message)
+                elif kind == "result":
+                    self.read_result(pid)
                 else:
-                    self.collect(pid)
+                    self.exited(pid)
             if events:
                 continue
-            if self.idle is None:
-                self.idle = self.fork_child()
-            elif self.ended:
+            if self.ended:
                 self.clean_up(self.ended.pop())
+            elif self.idle is None:
+                try:
+                    self.idle = self.fork_child()
+                    fork_failed = False
+                except OSError:
+                    fork_failed = True
             else:
                 self.sweep()
 
@@ -504,6 +566,9 @@ def main() -> int:
         )
         return 1
     sys.stdout.flush()
+    # Objects that exist now are never collected in a child: freezing them keeps a child's
+    # garbage collector from touching (and so copying) the pages they live on.
+    gc.freeze()
     write_frame(proto_out, {"ready": True})
     Zygote(tool, config.get("limits") or {}, proto_in, proto_out).serve()
     return 0

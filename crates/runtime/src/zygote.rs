@@ -134,6 +134,8 @@ pub enum RunOutcome {
     TimedOut {
         /// The limit.
         limit: Duration,
+        /// What the tool printed before it was stopped.
+        logs: String,
     },
     /// The invocation's process ended without answering (a limit's signal, a crash).
     Crashed {
@@ -141,6 +143,8 @@ pub enum RunOutcome {
         status: String,
         /// Time until it ended.
         duration_ms: f64,
+        /// What the tool printed before it ended.
+        logs: String,
     },
     /// The zygote itself went away while the invocation ran.
     RuntimeLost,
@@ -280,6 +284,7 @@ impl Zygote {
             next_id: AtomicU64::new(1),
         });
         let reader = shared.clone();
+        let tail = stderr_tail.clone();
         tokio::spawn(async move {
             while let Some(answer) = read_frame(&mut stdout).await {
                 let Some(id) = answer.get("id").and_then(Value::as_u64) else { continue };
@@ -288,7 +293,16 @@ impl Zygote {
                     let _ = waiter.send(answer);
                 }
             }
-            reader.alive.store(false, Ordering::SeqCst);
+            let was_alive = reader.alive.swap(false, Ordering::SeqCst);
+            if was_alive {
+                // Not stopped by the pool: the harness itself ended. What it printed says why.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let text = stderr_text(&tail);
+                tracing::warn!(stderr = %text, "a tool runtime exited unexpectedly");
+                if std::env::var_os("TOOLSMITH_DEBUG_RUNTIME").is_some() {
+                    eprintln!("tool runtime exited: {text}");
+                }
+            }
             // Dropping the senders tells every waiting caller that the runtime is gone.
             reader.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
         });
@@ -336,10 +350,14 @@ impl Zygote {
                 // The zygote kills the invocation's process group and reports the child's end;
                 // if it cannot within a moment, the whole sandbox goes.
                 let sent = self.send(&json!({"kill": id})).await;
-                if !sent || tokio::time::timeout(Duration::from_secs(2), &mut rx).await.is_err() {
-                    self.kill();
+                let mut logs = String::new();
+                match tokio::time::timeout(Duration::from_secs(2), &mut rx).await {
+                    Ok(Ok(answer)) if sent => {
+                        logs = answer.get("logs").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    }
+                    _ => self.kill(),
                 }
-                return RunOutcome::TimedOut { limit: self.limits.timeout };
+                return RunOutcome::TimedOut { limit: self.limits.timeout, logs };
             }
         };
         let text = |k: &str| answer.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -352,6 +370,7 @@ impl Zygote {
             return RunOutcome::Crashed {
                 status: text("status"),
                 duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                logs,
             };
         }
         if answer.get("ok") == Some(&Value::Bool(true)) {

@@ -282,7 +282,7 @@ fn crash_message(status: &str) -> String {
     let why = if status.contains("SIGXCPU") {
         "it used up its CPU time limit"
     } else if status.contains("SIGXFSZ") {
-        "it wrote a file larger than the limit"
+        "it wrote a file, or printed, more than the file size limit"
     } else if status.contains("SIGKILL") {
         "it was killed (out of memory, or a limit was reached)"
     } else if status.contains("SIGSEGV") || status.contains("SIGABRT") || status.contains("SIGBUS") {
@@ -317,15 +317,15 @@ pub fn finish(outcome: RunOutcome, secrets: &[String]) -> Finished {
             duration_ms,
             mask(&logs, secrets),
         ),
-        RunOutcome::TimedOut { limit } => failure(
+        RunOutcome::TimedOut { limit, logs } => failure(
             "TimeoutError",
             format!("The tool did not finish within {} s; its processes were stopped.", limit.as_secs_f64()),
             Vec::new(),
             limit.as_secs_f64() * 1000.0,
-            String::new(),
+            mask(&logs, secrets),
         ),
-        RunOutcome::Crashed { status, duration_ms } => {
-            failure("ToolCrashed", crash_message(&status), Vec::new(), duration_ms, String::new())
+        RunOutcome::Crashed { status, duration_ms, logs } => {
+            failure("ToolCrashed", crash_message(&status), Vec::new(), duration_ms, mask(&logs, secrets))
         }
         RunOutcome::RuntimeLost => failure(
             "ToolRuntimeLost",
