@@ -17,6 +17,7 @@ pub struct Server {
     /// A token of the bootstrap admin.
     pub token: String,
     _data: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 impl Drop for Server {
@@ -48,25 +49,9 @@ impl Server {
         let data = tempfile::tempdir()?;
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}");
-        let mut child = Command::new(toolsmith_binary()?)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data.path())
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while client.get(format!("{base}/healthz")).send().await.is_err() {
-            if Instant::now() > deadline {
-                bail!("the server did not come up");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut child = spawn_serve(data.path(), &base, &extra, Stdio::piped())?;
+        wait_healthy(&base, Duration::from_millis(20)).await?;
         let stdout = child.stdout.take().context("no stdout")?;
         let text = tokio::task::spawn_blocking(move || {
             use std::io::Read;
@@ -89,7 +74,7 @@ impl Server {
         };
         let (org, user, key_id, key) =
             (field("organization:")?, field("admin user:")?, field("API key id:")?, field("API key:")?);
-        let signed: serde_json::Value = client
+        let signed: serde_json::Value = reqwest::Client::new()
             .post(format!("{base}/v1/{org}/user/signin_with_api_key"))
             .header("x-api-key", key)
             .header("x-api-key-id", key_id)
@@ -99,7 +84,47 @@ impl Server {
             .json()
             .await?;
         let token = signed["id_token"].as_str().context("no token")?.to_owned();
-        Ok(Server { child, base, org, token, _data: data })
+        Ok(Server { child, base, org, token, _data: data, extra })
+    }
+
+    /// Stops the server gracefully (SIGTERM, SIGKILL after 10 s) and starts it again on the same
+    /// data directory, address and arguments; returns how long the new process took to answer
+    /// `/healthz`. The organization and token stay valid, since both live in the data directory.
+    pub async fn restart(&mut self) -> anyhow::Result<Duration> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                self.child.wait()?;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let started = Instant::now();
+        // The welcome message is printed on first start only, so nothing is read from stdout.
+        self.child = spawn_serve(self._data.path(), &self.base, &self.extra, Stdio::null())?;
+        wait_healthy(&self.base, Duration::from_millis(2)).await?;
+        Ok(started.elapsed())
+    }
+
+    /// Commits `files` (path inside the repository, content) to the organization's repository
+    /// and pushes them to `main` through the service's git endpoint.
+    pub fn push_files(&self, files: &[(&str, &str)], message: &str) -> anyhow::Result<()> {
+        let work = tempfile::tempdir()?;
+        let header = format!("http.extraHeader=Authorization: Bearer {}", self.token);
+        let url = format!("{}/v1/{}/tool/git", self.base, self.org);
+        run_git(work.path(), &["-c", &header, "clone", "--quiet", &url, "repo"])?;
+        let repo = work.path().join("repo");
+        for (path, content) in files {
+            let target = repo.join(path);
+            std::fs::create_dir_all(target.parent().context("a file path without a directory")?)?;
+            std::fs::write(target, content)?;
+        }
+        run_git(&repo, &["add", "-A"])?;
+        run_git(&repo, &["commit", "--quiet", "-m", message])?;
+        run_git(&repo, &["-c", &header, "push", "--quiet", "origin", "main"])
     }
 
     /// The server's data directory.
@@ -111,6 +136,47 @@ impl Server {
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         rss_kib(Path::new(&format!("/proc/{}/status", self.child.id())))
     }
+}
+
+fn spawn_serve(data: &Path, base: &str, extra: &[String], stdout: Stdio) -> anyhow::Result<Child> {
+    let listen = base.strip_prefix("http://").context("a base URL without http://")?;
+    Ok(Command::new(toolsmith_binary()?)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--listen")
+        .arg(listen)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()?)
+}
+
+async fn wait_healthy(base: &str, poll: Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        if Instant::now() > deadline {
+            bail!("the server did not come up");
+        }
+        tokio::time::sleep(poll).await;
+    }
+    Ok(())
+}
+
+// A fixed identity and no user or system configuration, so that the machine's git setup cannot
+// change what is pushed.
+fn run_git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("git")
+        .args(["-c", "user.name=Bench", "-c", "user.email=bench@example.invalid"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()?;
+    anyhow::ensure!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
 }
 
 fn rss_kib(status: &Path) -> anyhow::Result<u64> {
