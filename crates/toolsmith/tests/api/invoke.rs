@@ -284,13 +284,20 @@ both_backends!(
         // Nothing of the server is visible: not its data directory, database, keys, nor the
         // repository; the tool's own files and the system are read-only.
         let data = app.dir.path().to_string_lossy().into_owned();
-        for path in [
+        // Every published tool's files live under the artifacts directory; none is visible.
+        let artifacts = format!("{data}/artifacts");
+        let tool_files: Vec<String> = std::fs::read_dir(&artifacts)
+            .map(|dir| dir.filter_map(|e| e.ok()).map(|e| e.path().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        assert!(!tool_files.is_empty(), "published tools have files under {artifacts}");
+        let paths = [
             data.clone(),
-            format!("{data}/keys"),
+            format!("{data}/keys/secret-keys"),
             format!("{data}/toolsmith.db"),
             "/proc/1/environ".into(),
             "/etc/shadow".into(),
-        ] {
+        ];
+        for path in paths.into_iter().chain(tool_files) {
             let r = act(format!("read:{path}")).await;
             let result = &r.body["invocation_results"][0];
             if result["succeeded"] == true {
