@@ -155,6 +155,32 @@ class ZygoteTest(unittest.TestCase):
         finally:
             session.close()
 
+    def test_a_string_that_is_not_valid_unicode_does_not_break_the_channel(self):
+        session = Session(
+            """
+            def run(kind: str) -> str:
+                return "broken \\ud800 text" if kind == "surrogate" else "fine"
+            """
+        )
+        try:
+            answer = session.invoke({"kind": "surrogate"})
+            self.assertTrue(answer["ok"])
+            self.assertTrue(answer["output"].startswith("broken "))
+            self.assertEqual(session.invoke({"kind": "plain"})["output"], "fine")
+        finally:
+            session.close()
+
+    def test_an_environment_value_with_a_nul_is_reported_instead_of_ready(self):
+        session = Session("def run() -> str:\n    return 'x'\n", env={"BAD": "a\x00b"})
+        try:
+            self.assertFalse(session.ready["ready"])
+            self.assertIn("null", session.ready["message"])
+        finally:
+            session.process.wait(timeout=10)
+            session.process.stdin.close()
+            session.process.stdout.close()
+            session.project.cleanup()
+
     def test_an_import_failure_is_reported_instead_of_ready(self):
         session = Session("import not_a_module_anywhere\n")
         try:

@@ -74,7 +74,9 @@ def read_frame(fd: int):
 
 
 def write_frame(fd: int, message) -> None:
-    body = json.dumps(message, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
+    # Lone surrogates (a str Python allows, UTF-8 does not) become U+FFFD-like replacements
+    # rather than a frame the server cannot read.
+    body = json.dumps(message, ensure_ascii=False, default=str).encode("utf-8", "replace")
     data = struct.pack(">I", len(body)) + body
     view = memoryview(data)
     while view:
@@ -547,17 +549,19 @@ def main() -> int:
     config = read_frame(proto_in)
     if config is None:
         return 1
-    os.environ.clear()
-    os.environ.update(config.get("env") or {})
-    os.environ.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    os.environ["HOME"] = SCRATCH_ROOT
-    os.environ["TMPDIR"] = SCRATCH_ROOT
-    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
     sys.dont_write_bytecode = True
     if PROJECT_DIR not in sys.path:
         sys.path.insert(0, PROJECT_DIR)
     os.chdir(PROJECT_DIR)
     try:
+        # A value the process environment cannot hold (a NUL character) fails here, and is
+        # reported like any other reason the tool cannot start.
+        os.environ.clear()
+        os.environ.update(config.get("env") or {})
+        os.environ.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        os.environ["HOME"] = SCRATCH_ROOT
+        os.environ["TMPDIR"] = SCRATCH_ROOT
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
         tool = Tool(config["entrypoint"], bool(config.get("takes_context")))
     except BaseException as exc:
         write_frame(
