@@ -9,7 +9,7 @@ big-endian length, then UTF-8 JSON.
    ``context``, the tool's environment (env vars and decrypted secrets) and the per-invocation
    limits. The environment reaches the process this way, never through a command line.
 2. This script imports the tool with that environment and answers ``{"ready": true}`` or
-   ``{"ready": false, "message": ..., "traceback": ...}`` on stdout.
+   ``{"ready": false, "type": ..., "message": ..., "traceback": ...}`` on stdout.
 3. Then every request frame ``{"id", "input", "context"}`` is handed to a child forked from the
    imported state. One child is always forked ahead: it has already applied the invocation's
    limits, made its scratch directory and pointed its stdout and stderr at a memory file of the
@@ -32,7 +32,6 @@ import dataclasses
 import enum
 import gc
 import importlib
-import inspect
 import json
 import os
 import resource
@@ -131,7 +130,6 @@ class Tool:
             self.hints = typing.get_type_hints(self.function, include_extras=True)
         except Exception:
             self.hints = {}
-        self.parameters = set(inspect.signature(self.function).parameters)
 
     def call(self, arguments: dict, context: dict) -> str:
         kwargs = {name: _convert(value, self.hints.get(name, typing.Any)) for name, value in arguments.items()}
@@ -566,7 +564,7 @@ def main() -> int:
     except BaseException as exc:
         write_frame(
             proto_out,
-            {"ready": False, "message": f"{type(exc).__name__}: {exc}", "traceback": "".join(_tool_frames(exc))},
+            {"ready": False, "type": type(exc).__name__, "message": str(exc), "traceback": "".join(_tool_frames(exc))},
         )
         return 1
     sys.stdout.flush()

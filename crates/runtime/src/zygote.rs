@@ -93,9 +93,11 @@ pub enum StartError {
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     /// The tool failed to import.
-    #[error("the tool could not be imported: {message}")]
+    #[error("the tool could not be imported: {exception_type}: {message}")]
     Import {
-        /// The exception.
+        /// The exception's class name.
+        exception_type: String,
+        /// `str(exception)`.
         message: String,
         /// Its traceback.
         traceback: String,
@@ -211,6 +213,8 @@ impl Zygote {
             .limits(sandbox_limits)
             .as_pid_1(true)
             .cgroup(config.cgroup.as_ref().map(|c| c.procs()))
+            // Without a cgroup, RLIMIT_NPROC is the fallback; it counts every process of the
+            // user, the server's and other sandboxes' included, hence the headroom.
             .max_processes(if config.cgroup.is_none() { Some(config.limits.processes.max(64) * 8) } else { None });
         let mut child = sandbox.spawn(&[
             format!("{ENV_DIR}/bin/python"),
@@ -275,7 +279,11 @@ impl Zygote {
         };
         if ready.get("ready") != Some(&Value::Bool(true)) {
             let text = |k: &str| ready.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-            return Err(StartError::Import { message: text("message"), traceback: text("traceback") });
+            return Err(StartError::Import {
+                exception_type: text("type"),
+                message: text("message"),
+                traceback: text("traceback"),
+            });
         }
         let shared = Arc::new(Shared {
             stdin: tokio::sync::Mutex::new(stdin),
@@ -297,11 +305,7 @@ impl Zygote {
             if was_alive {
                 // Not stopped by the pool: the harness itself ended. What it printed says why.
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                let text = stderr_text(&tail);
-                tracing::warn!(stderr = %text, "a tool runtime exited unexpectedly");
-                if std::env::var_os("TOOLSMITH_DEBUG_RUNTIME").is_some() {
-                    eprintln!("tool runtime exited: {text}");
-                }
+                tracing::warn!(stderr = %stderr_text(&tail), "a tool runtime exited unexpectedly");
             }
             // Dropping the senders tells every waiting caller that the runtime is gone.
             reader.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();

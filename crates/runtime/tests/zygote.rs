@@ -2,7 +2,7 @@
 //! and hostile tools contained. The sample projects need no dependencies, so a bare virtualenv
 //! serves as their environment.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -219,11 +219,6 @@ async fn a_file_written_to_tmp_does_not_reach_the_next_invocation() {
     // Only scratch directories: the running invocation's, and perhaps the next one's, prepared.
     let names: Vec<&str> = returned(&listed).lines().collect();
     assert!(names.len() <= 2 && names.iter().all(|n| n.starts_with("invocation-")), "{names:?}");
-}
-
-#[test]
-fn sample_dirs_exist() {
-    assert!(Path::new(&sample("counter")).join("pyproject.toml").exists());
 }
 
 #[tokio::test]

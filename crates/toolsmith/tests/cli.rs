@@ -214,6 +214,30 @@ fn serve_with(data: &std::path::Path, port: u16, extra: &[&str]) -> (Running, St
     (Running { child, _stdout: Some(reader) }, out)
 }
 
+/// Signs in with the command the first start printed; the API base and the authorization header.
+fn sign_in(printed: &str, port: u16) -> (String, String) {
+    let start = printed.find("curl -s").unwrap();
+    let signed: serde_json::Value =
+        serde_json::from_str(&sh(&printed[start..].lines().take(2).collect::<Vec<_>>().join("\n"))).unwrap();
+    let token = signed["id_token"].as_str().unwrap().to_owned();
+    (format!("http://127.0.0.1:{port}/v1/default"), format!("Authorization: Bearer {token}"))
+}
+
+/// Starts the server again on existing data. It prints no welcome then: nothing to wait for but
+/// health, which the caller waits for.
+fn restart(data: &std::path::Path, port: u16, extra: &[&str]) -> Running {
+    let child = Command::new(BIN)
+        .args(["serve", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Running { child, _stdout: None }
+}
+
 #[test]
 fn a_server_killed_in_the_middle_of_a_publish_leaves_nothing_half_made() {
     let data = tempfile::tempdir().unwrap();
@@ -221,12 +245,7 @@ fn a_server_killed_in_the_middle_of_a_publish_leaves_nothing_half_made() {
     let lease = ["--lock-lease-secs", "5"];
     let (mut server, printed) = serve_with(data.path(), port, &lease);
     wait_healthy(port);
-    let start = printed.find("curl -s").unwrap();
-    let signed: serde_json::Value =
-        serde_json::from_str(&sh(&printed[start..].lines().take(2).collect::<Vec<_>>().join("\n"))).unwrap();
-    let token = signed["id_token"].as_str().unwrap().to_owned();
-    let api = format!("http://127.0.0.1:{port}/v1/default");
-    let auth = format!("Authorization: Bearer {token}");
+    let (api, auth) = sign_in(&printed, port);
 
     // A project whose tests never finish keeps the publish busy in its build.
     let work = tempfile::tempdir().unwrap();
@@ -267,17 +286,7 @@ fn a_server_killed_in_the_middle_of_a_publish_leaves_nothing_half_made() {
     server.child.wait().unwrap();
     let _ = in_flight.wait_with_output();
 
-    // A restart on existing data prints no welcome: nothing to wait for but health.
-    let restarted = Command::new(BIN)
-        .args(["serve", "--data-dir"])
-        .arg(data.path())
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(lease)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _server = Running { child: restarted, _stdout: None };
+    let _server = restart(data.path(), port, &lease);
     wait_healthy(port);
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
@@ -309,12 +318,7 @@ fn every_acknowledged_invocation_survives_a_killed_server() {
     let flags = ["--rate-limits", "off"];
     let (mut server, printed) = serve_with(data.path(), port, &flags);
     wait_healthy(port);
-    let start = printed.find("curl -s").unwrap();
-    let signed: serde_json::Value =
-        serde_json::from_str(&sh(&printed[start..].lines().take(2).collect::<Vec<_>>().join("\n"))).unwrap();
-    let token = signed["id_token"].as_str().unwrap().to_owned();
-    let api = format!("http://127.0.0.1:{port}/v1/default");
-    let auth = format!("Authorization: Bearer {token}");
+    let (api, auth) = sign_in(&printed, port);
     let created = sh(&format!(
         "curl -s -X POST {api}/tool/ -H '{auth}' -H 'content-type: application/json' -d '{{\"name\": \"hello\", \"description\": \"d\", \"tags\": {{}}}}'"
     ));
@@ -354,16 +358,7 @@ fn every_acknowledged_invocation_survives_a_killed_server() {
         .sum();
     assert!(acknowledged > 0, "some invocations finished before the kill");
 
-    let restarted = Command::new(BIN)
-        .args(["serve", "--data-dir"])
-        .arg(data.path())
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(flags)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _server = Running { child: restarted, _stdout: None };
+    let _server = restart(data.path(), port, &flags);
     wait_healthy(port);
     let mut stored = 0;
     let mut token_arg = String::new();

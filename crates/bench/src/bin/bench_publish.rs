@@ -5,45 +5,16 @@
 //! Run with `cargo build --release -p toolsmith -p toolsmith-bench && target/release/bench_publish`.
 //! It needs the package index (PyPI) for the dependencies; every run starts with an empty cache.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{ensure, Context};
 use serde_json::json;
 use toolsmith_bench::Server;
 
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("git")
-        .args(["-c", "user.name=Bench", "-c", "user.email=bench@example.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()?;
-    ensure!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(())
-}
-
-fn write(root: &Path, files: &[(&str, &str)]) -> anyhow::Result<()> {
-    for (path, content) in files {
-        let p = root.join(path);
-        std::fs::create_dir_all(p.parent().context("no parent")?)?;
-        std::fs::write(p, content)?;
-    }
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let server = Server::start(&["--rate-limits", "off"]).await?;
-    let work = tempfile::tempdir()?;
-    let header = format!("http.extraHeader=Authorization: Bearer {}", server.token);
-    let url = format!("{}/v1/{}/tool/git", server.base, server.org);
-    git(work.path(), &["-c", &header, "clone", "--quiet", &url, "repo"])?;
-    let repo = work.path().join("repo");
-    write(
-        &repo,
+    server.push_files(
         &[
             ("no_deps/pyproject.toml", "[project]\nname = \"no_deps\"\nversion = \"0.1.0\"\nrequires-python = \">=3.11\"\ndependencies = []\n[tool.toolsmith]\nentrypoint = \"no_deps.tool:run\"\n"),
             ("no_deps/no_deps/__init__.py", ""),
@@ -52,10 +23,8 @@ async fn main() -> anyhow::Result<()> {
             ("one_dep/one_dep/__init__.py", ""),
             ("one_dep/one_dep/tool.py", "import humanize\n\ndef run(n: int) -> str:\n    return humanize.intcomma(n)\n"),
         ],
+        "Benchmark tools",
     )?;
-    git(&repo, &["add", "-A"])?;
-    git(&repo, &["commit", "--quiet", "-m", "Benchmark tools"])?;
-    git(&repo, &["-c", &header, "push", "--quiet", "origin", "main"])?;
 
     let client = reqwest::Client::new();
     let api = format!("{}/v1/{}/tool", server.base, server.org);

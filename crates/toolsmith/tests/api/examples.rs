@@ -10,7 +10,20 @@ use crate::both_backends;
 use crate::repo::{clone, git};
 use crate::support::{Backend, Resp, TestApp};
 
-pub fn copy_dir(from: &Path, to: &Path) {
+/// Pushes `examples/tools` into the organization's repository on `main`.
+pub async fn push_samples(app: &TestApp) {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("w");
+    assert!(clone(app, &app.admin, &dir).await.ok);
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/tools");
+    copy_dir(&examples, &dir.join("examples/tools"));
+    assert!(git(&dir, &["add", "-A"]).await.ok);
+    assert!(git(&dir, &["commit", "--quiet", "-m", "Samples"]).await.ok);
+    let pushed = git(&dir, &["push", "--quiet", "origin", "main"]).await;
+    assert!(pushed.ok, "{}", pushed.stderr);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -49,15 +62,7 @@ async fn schema_of(app: &TestApp, tool: &str) -> Value {
 
 both_backends!(the_sample_tools_publish_as_documented, |backend: Backend| async move {
     let app = TestApp::spawn(backend).await;
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("w");
-    assert!(clone(&app, &app.admin, &dir).await.ok);
-    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/tools");
-    copy_dir(&examples, &dir.join("examples/tools"));
-    assert!(git(&dir, &["add", "-A"]).await.ok);
-    assert!(git(&dir, &["commit", "--quiet", "-m", "Samples"]).await.ok);
-    let pushed = git(&dir, &["push", "--quiet", "origin", "main"]).await;
-    assert!(pushed.ok, "{}", pushed.stderr);
+    push_samples(&app).await;
 
     let (tool, r) = publish(&app, "no_deps").await;
     assert_eq!(r.status, 201, "{}", r.text);

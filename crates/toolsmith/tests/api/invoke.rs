@@ -1,29 +1,14 @@
 //! `POST /tool/{id}/version/{version}/invoke` and `POST /tool/test`, with the real sample tools
 //! pushed into the organization's repository, published with uv and run in the sandbox.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::examples::copy_dir;
-use crate::repo::{clone, git};
+use crate::examples::push_samples;
 use crate::support::{Backend, Options, Resp, TestApp};
-
-/// Pushes `examples/tools` into the organization's repository on `main`.
-async fn push_samples(app: &TestApp) {
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("w");
-    assert!(clone(app, &app.admin, &dir).await.ok);
-    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/tools");
-    copy_dir(&examples, &dir.join("examples/tools"));
-    assert!(git(&dir, &["add", "-A"]).await.ok);
-    assert!(git(&dir, &["commit", "--quiet", "-m", "Samples"]).await.ok);
-    let pushed = git(&dir, &["push", "--quiet", "origin", "main"]).await;
-    assert!(pushed.ok, "{}", pushed.stderr);
-}
 
 async fn set_envvars(app: &TestApp, tool: &str, body: Value) {
     let r = app

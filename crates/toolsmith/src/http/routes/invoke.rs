@@ -353,12 +353,11 @@ pub async fn run_inputs(zygote: &Arc<Zygote>, inputs: &[Input], secrets: &[Strin
 /// The result of every input when the tool cannot even be imported: each input fails the way
 /// the import did.
 pub fn import_failures(error: &StartError, count: usize, secrets: &[String]) -> Option<Vec<Finished>> {
-    let StartError::Import { message, traceback } = error else { return None };
-    let (kind, text) = message.split_once(": ").unwrap_or(("ImportError", message.as_str()));
+    let StartError::Import { exception_type, message, traceback } = error else { return None };
     let trace: Vec<String> = traceback.lines().map(|l| mask(l, secrets)).collect();
     let one = failure(
-        &mask(kind, secrets),
-        format!("The tool could not be imported: {}", mask(text, secrets)),
+        &mask(exception_type, secrets),
+        format!("The tool could not be imported: {}", mask(message, secrets)),
         trace,
         0.0,
         String::new(),

@@ -10,12 +10,13 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
-use toolsmith_build::pipeline::{build, BuildInput, BuildOutput, FailureKind};
+use toolsmith_build::pipeline::BuildOutput;
 use toolsmith_domain::names::EnvVarName;
 use toolsmith_runtime::VersionRuntime;
 use toolsmith_store::BuildState;
 
 use super::invoke::{check_inputs, import_failures, parse_inputs, run_inputs, runtime_unavailable};
+use super::versions::{recorded_build, BuildJob};
 use crate::app::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Loc};
@@ -92,57 +93,28 @@ pub async fn test(
     };
     super::repo::ensure_repo(&state, &caller.org_id).await?;
     let commit = state.repos().resolve(&caller.org_id, &branch).await.map_err(|_| not_found())?;
-    let repo_dir = state.repos().path_of(&caller.org_id).map_err(|_| ApiError::internal())?;
     let cache_key = format!("{}\0{}\0{commit}\0{project_path}", builder.artifacts.display(), caller.org_id);
     let cached = build_cache().lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key).cloned();
     let (output, build_id) = match cached {
         Some(output) => (output, None),
         None => {
-            let store = state.store();
-            let build_id = store.start_build(&caller.org_id, None, "test", &caller.user).await?;
-            let limits = super::versions::build_limits(&state);
-            let built = build(BuildInput {
-                repo: &repo_dir,
+            let job = BuildJob {
+                tool_id: None,
+                kind: "test",
                 commit: &commit,
                 project_path: &project_path,
-                toolchain: &builder.toolchain,
-                envs: &builder.envs,
-                artifacts: &builder.artifacts,
-                limits,
-            })
-            .await;
-            match built {
-                Ok(output) => {
-                    store.finish_build(&caller.org_id, &build_id, BuildState::Succeeded, "tested", &output.log).await?;
-                    let output = Arc::new(output);
-                    let mut cache = build_cache().lock().unwrap_or_else(|e| e.into_inner());
-                    if cache.len() > 256 {
-                        cache.clear();
-                    }
-                    cache.insert(cache_key, output.clone());
-                    (output, Some(build_id))
-                }
-                Err(failure) => {
-                    store
-                        .finish_build(&caller.org_id, &build_id, BuildState::Failed, &failure.message, &failure.log)
-                        .await?;
-                    let see = format!("(build log: GET /v1/{}/tool/build/{build_id})", caller.org_id);
-                    let err = match failure.kind {
-                        FailureKind::ProjectNotFound => not_found(),
-                        FailureKind::TestsFailed => ApiError::bad_request(format!(
-                            "The specified tool commit has failed CI checks: {} {see}",
-                            failure.message
-                        )),
-                        FailureKind::Internal => {
-                            tracing::error!(build = %build_id, message = %failure.message, "test build failed on the server's side");
-                            ApiError::internal()
-                        }
-                        _ => ApiError::bad_request(format!("Tool build has failed: {} {see}", failure.message)),
-                    };
-                    let value = HeaderValue::from_str(&build_id).unwrap_or(HeaderValue::from_static(""));
-                    return Err(err.with_header(HeaderName::from_static("x-toolsmith-build-id"), value));
-                }
+                not_found: TEST_TOOL.org_not_found,
+                ci_failed: "The specified tool commit has failed CI checks:",
+            };
+            let (output, build_id) = recorded_build(&state, builder, &caller, job).await?;
+            state.store().finish_build(&caller.org_id, &build_id, BuildState::Succeeded, "tested", &output.log).await?;
+            let output = Arc::new(output);
+            let mut cache = build_cache().lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() > 256 {
+                cache.clear();
             }
+            cache.insert(cache_key, output.clone());
+            (output, Some(build_id))
         }
     };
 

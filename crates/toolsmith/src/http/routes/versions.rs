@@ -9,14 +9,14 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
 use toolsmith_build::export::is_ancestor;
-use toolsmith_build::pipeline::{build, BuildInput, FailureKind};
+use toolsmith_build::pipeline::{build, BuildInput, BuildOutput, FailureKind};
 use toolsmith_domain::{BumpType, Specifier, Version};
 use toolsmith_repo::scaffold;
 use toolsmith_runtime::Limits;
 use toolsmith_store::{BuildState, NewVersion, StoreError, ToolVersion, UserRef};
 
 use super::repo::ensure_repo;
-use crate::app::AppState;
+use crate::app::{AppState, Builder};
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Loc};
 use crate::http::extract::{JsonBody, PathParams};
@@ -49,10 +49,61 @@ pub(crate) fn project_path(fields: &Fields<'_>, problems: &mut Problems) -> Opti
     Some(path)
 }
 
-/// The limits of each sandboxed build step.
-pub(crate) fn build_limits(state: &AppState) -> Limits {
+/// What one recorded build is for: publishing a version or testing a commit.
+pub(crate) struct BuildJob<'a> {
+    /// The tool being published; none for a test.
+    pub tool_id: Option<&'a str>,
+    /// `publish` or `test`, as the build record says.
+    pub kind: &'static str,
+    /// The commit to build.
+    pub commit: &'a str,
+    /// The project directory in it.
+    pub project_path: &'a str,
+    /// The 404 text for a missing project directory.
+    pub not_found: &'static str,
+    /// The start of the 400 text for failing tests.
+    pub ci_failed: &'static str,
+}
+
+/// Runs the build pipeline for `job` with a build record around it. A failed build becomes the
+/// answer to give, carrying `X-Toolsmith-Build-Id`; a built one comes with its build id.
+pub(crate) async fn recorded_build(
+    state: &AppState,
+    builder: &Builder,
+    caller: &Caller,
+    job: BuildJob<'_>,
+) -> Result<(BuildOutput, String), ApiError> {
+    let store = state.store();
+    let build_id = store.start_build(&caller.org_id, job.tool_id, job.kind, &caller.user).await?;
+    let repo_dir = state.repos().path_of(&caller.org_id).map_err(|_| ApiError::internal())?;
     let timeout = state.settings().build_step_timeout;
-    Limits { timeout, cpu_secs: timeout.as_secs(), ..Limits::default() }
+    let built = build(BuildInput {
+        repo: &repo_dir,
+        commit: job.commit,
+        project_path: job.project_path,
+        toolchain: &builder.toolchain,
+        envs: &builder.envs,
+        artifacts: &builder.artifacts,
+        limits: Limits { timeout, cpu_secs: timeout.as_secs(), ..Limits::default() },
+    })
+    .await;
+    let failure = match built {
+        Ok(output) => return Ok((output, build_id)),
+        Err(failure) => failure,
+    };
+    store.finish_build(&caller.org_id, &build_id, BuildState::Failed, &failure.message, &failure.log).await?;
+    let see = format!("(build log: GET /v1/{}/tool/build/{build_id})", caller.org_id);
+    let err = match failure.kind {
+        FailureKind::ProjectNotFound => ApiError::not_found(job.not_found),
+        FailureKind::TestsFailed => ApiError::bad_request(format!("{} {} {see}", job.ci_failed, failure.message)),
+        FailureKind::Internal => {
+            tracing::error!(build = %build_id, message = %failure.message, "build failed on the server's side");
+            ApiError::internal()
+        }
+        _ => ApiError::bad_request(format!("Tool build has failed: {} {see}", failure.message)),
+    };
+    let (name, value) = build_header(&build_id);
+    Err(err.with_header(name, value))
 }
 
 /// Publishes a new version of a tool from the tip of `main`.
@@ -138,37 +189,19 @@ pub async fn publish(
         }
     }
 
-    let build_id = store.start_build(&caller.org_id, Some(&tool_id), "publish", &caller.user).await?;
-    let limits = build_limits(&state);
-    let built = build(BuildInput {
-        repo: &repo_dir,
+    let job = BuildJob {
+        tool_id: Some(&tool_id),
+        kind: "publish",
         commit: &commit,
         project_path: &project_path,
-        toolchain: &builder.toolchain,
-        envs: &builder.envs,
-        artifacts: &builder.artifacts,
-        limits,
-    })
-    .await;
-    let output = match built {
-        Ok(output) => output,
-        Err(failure) => {
-            store.finish_build(&caller.org_id, &build_id, BuildState::Failed, &failure.message, &failure.log).await?;
+        not_found: PUBLISH_VERSION.org_not_found,
+        ci_failed: "The tool build has failed CI checks:",
+    };
+    let (output, build_id) = match recorded_build(&state, builder, &caller, job).await {
+        Ok(built) => built,
+        Err(err) => {
             lock.release().await?;
-            let see = format!("(build log: GET /v1/{}/tool/build/{build_id})", caller.org_id);
-            let err = match failure.kind {
-                FailureKind::ProjectNotFound => ApiError::not_found(PUBLISH_VERSION.org_not_found),
-                FailureKind::TestsFailed => {
-                    ApiError::bad_request(format!("The tool build has failed CI checks: {} {see}", failure.message))
-                }
-                FailureKind::Internal => {
-                    tracing::error!(build = %build_id, message = %failure.message, "build failed on the server's side");
-                    ApiError::internal()
-                }
-                _ => ApiError::bad_request(format!("Tool build has failed: {} {see}", failure.message)),
-            };
-            let (name, value) = build_header(&build_id);
-            return Err(err.with_header(name, value));
+            return Err(err);
         }
     };
 
