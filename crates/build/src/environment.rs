@@ -1,16 +1,33 @@
-//! Python environments, built once per (lock, interpreter) and shared by every version with the
-//! same key.
+//! Python environments, built once per (organization, interpreter, lock) and shared by every
+//! version of that organization with the same key.
 //!
-//! An environment is built in a staging directory and renamed into place only when complete,
-//! so an interrupted build leaves nothing a later one would trust; a complete environment is
-//! never changed again. uv runs inside the sandbox with network access (to reach the package
-//! index) and with only the project, its own binary, the interpreter, its cache and the staging
-//! directory mounted.
+//! Nothing writable is shared between organizations. Each has its own uv cache
+//! (`uv-caches/<org>`) and its own environments (`envs/<org>/<key>`), and uv works as the
+//! organization's build identity, which owns that cache. uv reaches the package index through
+//! the build network, and with the cache writable it only resolves and installs wheels
+//! (`--no-build`): no code of the project or of its dependencies runs. When something must be
+//! built from source (a path dependency, an sdist, metadata that is not static), the step runs
+//! again without the organization's cache, in a throwaway cache of this build's own, so that a
+//! build backend never sees a cache any later build trusts.
+//!
+//! An environment is installed in the build's work directory and moved into place only when
+//! complete, so an interrupted build leaves nothing a later one would trust; once complete it is
+//! sealed (owned by root where the server is root, read-only for everyone else) and never
+//! changed again.
 
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use toolsmith_runtime::{Limits, Mount, Outcome, Sandbox, SandboxError};
+use toolsmith_runtime::cgroup::Cgroups;
+use toolsmith_runtime::sandbox::running_as_root;
+use toolsmith_runtime::{Identity, Mount, Network, Outcome, Sandbox, SandboxError};
+
+use crate::files::{read_project_file, ReadError, LOCK_MAX_BYTES};
+use crate::log::Log;
+use crate::steps::{BuildLimits, Confined};
+use crate::tree;
 
 /// Where the project is mounted while uv works on it.
 const PROJECT: &str = "/project";
@@ -118,17 +135,20 @@ async fn find_uv(python: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|d| d.join("uv")).find(|p| p.is_file())
 }
 
-/// The environments directory and uv's cache.
+/// Where builds happen: the organizations' environments and uv caches, this server's scratch
+/// space, and the cgroups of build sandboxes.
 #[derive(Debug, Clone)]
 pub struct EnvStore {
     root: PathBuf,
-    cache: PathBuf,
+    caches: PathBuf,
+    scratch: PathBuf,
+    cgroups: Arc<Result<Cgroups, String>>,
 }
 
 /// A ready environment.
 #[derive(Debug, Clone)]
 pub struct ReadyEnv {
-    /// Its key.
+    /// Its key: `<organization>/<hash>`, its path below the environments directory.
     pub key: String,
     /// Its directory (mounted at [`ENV`] to run).
     pub dir: PathBuf,
@@ -143,93 +163,271 @@ pub enum UvError {
     Sandbox(SandboxError),
     /// uv ran and failed (resolution or installation); the outcome holds its output.
     Failed(Outcome),
+    /// What uv left is not something the server reads (the message says what).
+    Refused(String),
     /// The filesystem failed.
     Io(std::io::Error),
 }
 
+/// What one uv step works on and as whom.
+pub(crate) struct UvJob<'a> {
+    /// Interpreter and uv.
+    pub toolchain: &'a Toolchain,
+    /// The organization (a validated slug: it names directories).
+    pub org_id: &'a str,
+    /// The organization's build identity.
+    pub identity: Identity,
+    /// How uv reaches the package index.
+    pub network: &'a Network,
+    /// The limits of each step.
+    pub limits: &'a BuildLimits,
+    /// The build's private work directory.
+    pub work: &'a Path,
+}
+
+fn private_dir(path: &Path) -> std::io::Result<()> {
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
 impl EnvStore {
-    /// Environments under `root/envs`, uv's cache under `root/uv-cache`.
-    pub fn new(root: &Path) -> std::io::Result<EnvStore> {
-        let store = EnvStore { root: root.join("envs"), cache: root.join("uv-cache") };
-        std::fs::create_dir_all(&store.root)?;
-        std::fs::create_dir_all(&store.cache)?;
-        Ok(store)
+    /// Environments under `data/envs`, uv caches under `data/uv-caches`, scratch space under
+    /// `data/tmp` (where what dead servers left is removed now). The cache that every
+    /// organization once shared (`data/uv-cache`) is removed: nothing may trust it.
+    pub fn new(data: &Path) -> std::io::Result<EnvStore> {
+        let root = data.join("envs");
+        let caches = data.join("uv-caches");
+        std::fs::create_dir_all(&root)?;
+        std::fs::create_dir_all(data)?;
+        private_dir(&caches)?;
+        let shared = data.join("uv-cache");
+        if shared.exists() {
+            tracing::info!(path = %shared.display(), "removing the uv cache organizations used to share");
+            tree::remove(&shared)?;
+        }
+        let scratch = crate::scratch::prepare(&data.join("tmp"))?;
+        Ok(EnvStore { root, caches, scratch, cgroups: Arc::new(Cgroups::detect()) })
     }
 
-    /// The directory of the environment with `key` (which exists once a build made it).
+    /// The directory of the environment with `key` (which exists once a build made it). Keys
+    /// come from version records: `<organization>/<hash>`, or a bare hash for environments
+    /// built before environments were kept per organization.
     pub fn path_of(&self, key: &str) -> PathBuf {
         self.root.join(key)
     }
 
-    /// The key of the environment for `lock` on `toolchain`.
-    pub fn key(lock: &[u8], toolchain: &Toolchain) -> String {
+    /// The key of the environment for `lock` on `toolchain`, for organization `org_id`.
+    pub fn key(org_id: &str, lock: &[u8], toolchain: &Toolchain) -> String {
         let mut hash = Sha256::new();
         hash.update(b"toolsmith-env-v1\0");
         hash.update(toolchain.version.as_bytes());
         hash.update(b"\0");
         hash.update(lock);
-        hex::encode(hash.finalize())
+        format!("{org_id}/{}", hex::encode(hash.finalize()))
     }
 
-    /// Resolves `project`'s dependencies into a `uv.lock` (written into `project`, which must be
-    /// a private writable copy).
-    pub async fn lock(&self, toolchain: &Toolchain, project: &Path, limits: Limits) -> Result<Outcome, UvError> {
-        let outcome = toolchain
-            .sandbox()
-            .mount(Mount::writable_at(project, PROJECT))
-            .mount(Mount::writable_at(&self.cache, CACHE))
-            .network(true)
-            .limits(limits)
-            .run(&[UV, "lock", "--python", &toolchain.python.to_string_lossy()])
-            .await
-            .map_err(UvError::Sandbox)?;
-        if outcome.success() {
-            Ok(outcome)
+    /// This server process's scratch directory (private; emptied of dead servers' leftovers).
+    pub fn scratch(&self) -> &Path {
+        &self.scratch
+    }
+
+    /// Why build steps have no cgroup (and fall back to `RLIMIT_NPROC`), when they have none.
+    pub fn cgroup_problem(&self) -> Option<&str> {
+        self.cgroups.as_ref().as_ref().err().map(String::as_str)
+    }
+
+    /// The cgroups build steps are confined in, when there are any.
+    pub(crate) fn cgroups(&self) -> Option<&Cgroups> {
+        self.cgroups.as_ref().as_ref().ok()
+    }
+
+    /// The organization's uv cache, owned by its build identity.
+    fn org_cache(&self, org_id: &str, identity: Identity) -> std::io::Result<PathBuf> {
+        let dir = self.caches.join(org_id);
+        private_dir(&dir)?;
+        // A cache made under another identity (another uid base) is still this organization's.
+        if running_as_root() && std::fs::symlink_metadata(&dir)?.uid() != identity.uid {
+            tree::give(&dir, identity)?;
+        }
+        Ok(dir)
+    }
+
+    /// A cache for this build alone, for the steps that may run build backends.
+    fn throwaway_cache(&self, job: &UvJob<'_>) -> std::io::Result<PathBuf> {
+        let dir = job.work.join("uv-cache");
+        private_dir(&dir)?;
+        tree::give(&dir, job.identity)?;
+        Ok(dir)
+    }
+
+    async fn run_uv(&self, job: &UvJob<'_>, mounts: Vec<Mount>, args: &[&str]) -> Result<Outcome, UvError> {
+        let mut sandbox = job.toolchain.sandbox().network(job.network.clone());
+        for mount in mounts {
+            sandbox = sandbox.mount(mount);
+        }
+        let confined = Confined::new(sandbox, job.identity, job.limits, self.cgroups()).map_err(UvError::Io)?;
+        confined.run(args).await.map_err(UvError::Sandbox)
+    }
+
+    /// Resolves `project`'s dependencies and returns the `uv.lock` uv wrote. uv works on a copy
+    /// of the project in the build's work directory, so the source tree is never writable by a
+    /// sandbox.
+    pub(crate) async fn lock(&self, job: &UvJob<'_>, project: &Path, log: &mut Log) -> Result<Vec<u8>, UvError> {
+        let copy = job.work.join("lock");
+        std::fs::create_dir(&copy).map_err(UvError::Io)?;
+        copy_tree(project, &copy).map_err(UvError::Io)?;
+        tree::give(&copy, job.identity).map_err(UvError::Io)?;
+        let cache = self.org_cache(job.org_id, job.identity).map_err(UvError::Io)?;
+        let python = job.toolchain.python.to_string_lossy().into_owned();
+        let wheels_only = self
+            .run_uv(
+                job,
+                vec![Mount::writable_at(&copy, PROJECT), Mount::writable_at(&cache, CACHE)],
+                &[UV, "lock", "--no-build", "--python", &python],
+            )
+            .await?;
+        if !wheels_only.success() {
+            if wheels_only.timed_out {
+                return Err(UvError::Failed(wheels_only));
+            }
+            log.outcome(&wheels_only);
+            log.line(
+                "resolving without building anything failed: again with builds allowed, in a cache of this build's own",
+            );
+            let throwaway = self.throwaway_cache(job).map_err(UvError::Io)?;
+            let built = self
+                .run_uv(
+                    job,
+                    vec![Mount::writable_at(&copy, PROJECT), Mount::writable_at(&throwaway, CACHE)],
+                    &[UV, "lock", "--python", &python],
+                )
+                .await?;
+            if !built.success() {
+                return Err(UvError::Failed(built));
+            }
+            log.outcome(&built);
         } else {
-            Err(UvError::Failed(outcome))
+            log.outcome(&wheels_only);
+        }
+        match read_project_file(&copy, "uv.lock", LOCK_MAX_BYTES) {
+            Ok(lock) => Ok(lock),
+            Err(ReadError::Refused(why)) => Err(UvError::Refused(format!("the resolved lock: {why}"))),
+            Err(ReadError::Missing(_)) => Err(UvError::Refused("uv wrote no uv.lock".into())),
+            Err(ReadError::Io(_, e)) => Err(UvError::Io(e)),
         }
     }
 
-    /// The environment for `project`'s `uv.lock`, installed if it does not exist yet.
-    pub async fn ensure(
+    /// The environment for `lock` (the `uv.lock` of `project`), installed if it does not exist
+    /// yet; what uv printed goes to `log`.
+    pub(crate) async fn ensure(
         &self,
-        toolchain: &Toolchain,
+        job: &UvJob<'_>,
         project: &Path,
-        limits: Limits,
-    ) -> Result<(ReadyEnv, Option<Outcome>), UvError> {
-        let lock = std::fs::read(project.join("uv.lock")).map_err(UvError::Io)?;
-        let key = EnvStore::key(&lock, toolchain);
-        let dir = self.root.join(&key);
+        lock: &[u8],
+        log: &mut Log,
+    ) -> Result<ReadyEnv, UvError> {
+        let key = EnvStore::key(job.org_id, lock, job.toolchain);
+        let dir = self.path_of(&key);
         if dir.join(".complete").exists() {
-            return Ok((ReadyEnv { key, dir, reused: true }, None));
+            log.line(&format!("reusing environment {key}"));
+            return Ok(ReadyEnv { key, dir, reused: true });
         }
-        let staging = tempfile::Builder::new().prefix(".staging-").tempdir_in(&self.root).map_err(UvError::Io)?;
-        let outcome = toolchain
-            .sandbox()
-            .mount(Mount::read_only_at(project, PROJECT))
-            .mount(Mount::writable_at(&self.cache, CACHE))
-            .mount(Mount::writable_at(staging.path(), ENV))
-            .network(true)
-            .limits(limits)
-            .run(&[UV, "sync", "--frozen", "--no-install-project", "--python", &toolchain.python.to_string_lossy()])
-            .await
-            .map_err(UvError::Sandbox)?;
-        if !outcome.success() {
-            return Err(UvError::Failed(outcome));
+        let org_envs = self.root.join(job.org_id);
+        std::fs::create_dir_all(&org_envs).map_err(UvError::Io)?;
+        let cache = self.org_cache(job.org_id, job.identity).map_err(UvError::Io)?;
+        let python = job.toolchain.python.to_string_lossy().into_owned();
+        let sync = [UV, "sync", "--frozen", "--no-install-project", "--python", &python];
+        let staging = job.work.join("env");
+        let stage = |fresh: bool| -> std::io::Result<()> {
+            if fresh {
+                tree::remove(&staging)?;
+            }
+            std::fs::DirBuilder::new().mode(0o755).create(&staging)?;
+            tree::give(&staging, job.identity)
+        };
+        stage(false).map_err(UvError::Io)?;
+        let wheels_only = self
+            .run_uv(
+                job,
+                vec![
+                    Mount::read_only_at(project, PROJECT),
+                    Mount::writable_at(&cache, CACHE),
+                    Mount::writable_at(&staging, ENV),
+                ],
+                &[&sync[..], &["--no-build"]].concat(),
+            )
+            .await?;
+        if !wheels_only.success() {
+            if wheels_only.timed_out {
+                return Err(UvError::Failed(wheels_only));
+            }
+            log.outcome(&wheels_only);
+            log.line("installing without building anything failed: again with builds allowed, in a cache of this build's own");
+            stage(true).map_err(UvError::Io)?;
+            let throwaway = self.throwaway_cache(job).map_err(UvError::Io)?;
+            let built = self
+                .run_uv(
+                    job,
+                    vec![
+                        Mount::read_only_at(project, PROJECT),
+                        Mount::writable_at(&throwaway, CACHE),
+                        Mount::writable_at(&staging, ENV),
+                    ],
+                    &sync,
+                )
+                .await?;
+            if !built.success() {
+                return Err(UvError::Failed(built));
+            }
+            log.outcome(&built);
+        } else {
+            log.outcome(&wheels_only);
         }
-        std::fs::write(staging.path().join(".complete"), &key).map_err(UvError::Io)?;
-        let staged = staging.keep();
-        match std::fs::rename(&staged, &dir) {
+        tree::seal(&staging).map_err(UvError::Io)?;
+        mark_complete(&staging, &key).map_err(UvError::Io)?;
+        match std::fs::rename(&staging, &dir) {
             Ok(()) => {}
             // Another build finished the same environment first; theirs is identical.
-            Err(_) if dir.join(".complete").exists() => {
-                let _ = std::fs::remove_dir_all(&staged);
-            }
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&staged);
-                return Err(UvError::Io(e));
-            }
+            Err(_) if dir.join(".complete").exists() => {}
+            Err(e) => return Err(UvError::Io(e)),
         }
-        Ok((ReadyEnv { key, dir, reused: false }, Some(outcome)))
+        Ok(ReadyEnv { key, dir, reused: false })
     }
+}
+
+/// Writes the marker of a complete environment into `staging`. What sandboxed code left there
+/// (a `.complete` link to a server file, say) is removed first, and the marker is created anew,
+/// never written through a link.
+fn mark_complete(staging: &Path, key: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let marker = staging.join(".complete");
+    tree::remove(&marker)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&marker)?
+        .write_all(key.as_bytes())
+}
+
+/// Copies a tree the server exported (directories, regular files, links; never followed).
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            std::fs::create_dir(&target)?;
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }

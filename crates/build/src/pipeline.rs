@@ -1,19 +1,32 @@
 //! The build of one project at one commit, step by step, with a log of every step.
+//!
+//! Who runs what: uv (resolving, installing) runs as the organization's build identity, with the
+//! organization's own cache; the project's tests run as its run identity, with the project and
+//! its environment read-only and no cache at all. The source tree is the server's: exported
+//! from git into a private work directory, read on the host only through
+//! [`read_project_file`](crate::files::read_project_file), and never mounted writable.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use toolsmith_runtime::introspect::{introspect, Introspection, PythonEnv};
-use toolsmith_runtime::{Limits, Mount, Outcome, Sandbox};
+use toolsmith_runtime::{Mount, Network, Outcome, Sandbox};
 
-use crate::environment::{EnvStore, ReadyEnv, Toolchain, UvError, ENV};
-use crate::export::{export_tree, ExportError};
+use crate::environment::{copy_tree, EnvStore, ReadyEnv, Toolchain, UvError, UvJob, ENV};
+use crate::export::{export_tree, ExportError, TreeLimits};
+use crate::files::{read_project_file, ReadError, LOCK_MAX_BYTES, PYPROJECT_MAX_BYTES};
+use crate::log::Log;
 use crate::project::ProjectSpec;
+use crate::scratch::WorkDir;
+use crate::steps::{BuildLimits, Confined, Identities};
 
 /// What to build and with what.
 pub struct BuildInput<'a> {
+    /// The organization the build is for (its slug names its caches and environments).
+    pub org_id: &'a str,
     /// The organization's bare repository.
     pub repo: &'a Path,
     /// The commit.
@@ -26,8 +39,13 @@ pub struct BuildInput<'a> {
     pub envs: &'a EnvStore,
     /// Where finished source trees are kept (one directory per content digest).
     pub artifacts: &'a Path,
-    /// Limits of each sandboxed step (its timeout is the step's timeout).
-    pub limits: Limits,
+    /// The organization's sandbox identities.
+    pub identities: Identities,
+    /// How resolving and installing reach the package index (tests and schema extraction run
+    /// without a network).
+    pub network: Network,
+    /// Limits of each sandboxed step.
+    pub limits: BuildLimits,
 }
 
 /// A successful build.
@@ -56,7 +74,9 @@ pub struct BuildOutput {
 pub enum FailureKind {
     /// The commit has no such directory, or it has no `pyproject.toml`.
     ProjectNotFound,
-    /// `pyproject.toml` breaks the project contract.
+    /// The project breaks the contract: its `pyproject.toml` says something wrong, or its
+    /// tree holds what the server does not read (links or special files where a file is read,
+    /// files over their size cap, `..` or `.git` entries, too many or too large files).
     InvalidProject,
     /// Dependencies could not be resolved (no `uv.lock`, and `uv lock` failed).
     Resolution,
@@ -83,68 +103,47 @@ pub struct BuildFailure {
     pub log: String,
 }
 
-struct Log(String);
-
-impl Log {
-    fn step(&mut self, title: &str) {
-        let _ = writeln!(self.0, "==> {title}");
-    }
-
-    fn line(&mut self, text: &str) {
-        let _ = writeln!(self.0, "{text}");
-    }
-
-    fn outcome(&mut self, outcome: &Outcome) {
-        let text = outcome.tail(16_000);
-        if !text.is_empty() {
-            self.0.push_str(&text);
-            if !text.ends_with('\n') {
-                self.0.push('\n');
-            }
-        }
-        let _ = writeln!(
-            self.0,
-            "({:.1}s{})",
-            outcome.duration.as_secs_f64(),
-            if outcome.timed_out { ", timed out" } else { "" }
-        );
-    }
-
-    fn fail(self, kind: FailureKind, message: impl Into<String>) -> BuildFailure {
-        let message = message.into();
-        let mut log = self.0;
-        let _ = writeln!(log, "build failed: {message}");
-        BuildFailure { kind, message, log }
-    }
-}
-
 fn tail_of(outcome: &Outcome) -> String {
     outcome.tail(1500).trim().to_owned()
 }
 
 /// Builds `input.project_path` at `input.commit`.
 pub async fn build(input: BuildInput<'_>) -> Result<BuildOutput, BuildFailure> {
-    let mut log = Log(String::new());
-    let work = match tempfile::tempdir() {
+    let mut log = Log::default();
+    if toolsmith_domain::OrgId::parse(input.org_id).is_err() {
+        return Err(log.fail(FailureKind::Internal, format!("{:?} is not an organization", input.org_id)));
+    }
+    let work = match WorkDir::new(input.envs.scratch()) {
         Ok(w) => w,
-        Err(e) => return Err(log.fail(FailureKind::Internal, format!("no temporary directory: {e}"))),
+        Err(e) => return Err(log.fail(FailureKind::Internal, format!("no work directory: {e}"))),
     };
     let source = work.path().join("project");
     log.step(&format!("export {} at {}", input.project_path, input.commit));
-    if let Err(e) = std::fs::create_dir(&source) {
+    if let Err(e) = std::fs::create_dir(&source)
+        .and_then(|()| std::fs::set_permissions(&source, std::os::unix::fs::PermissionsExt::from_mode(0o755)))
+    {
         return Err(log.fail(FailureKind::Internal, e.to_string()));
     }
-    match export_tree(input.repo, input.commit, input.project_path, &source).await {
+    match export_tree(input.repo, input.commit, input.project_path, &source, TreeLimits::default()).await {
         Ok(()) => {}
         Err(ExportError::NotADirectory(p)) => {
             return Err(log.fail(FailureKind::ProjectNotFound, format!("the commit has no directory {p}")))
         }
+        Err(ExportError::Refused(why)) => return Err(log.fail(FailureKind::InvalidProject, why)),
         Err(e) => return Err(log.fail(FailureKind::Internal, e.to_string())),
     }
 
     log.step("read pyproject.toml");
-    let Ok(pyproject) = std::fs::read_to_string(source.join("pyproject.toml")) else {
-        return Err(log.fail(FailureKind::ProjectNotFound, format!("{} has no pyproject.toml", input.project_path)));
+    let pyproject = match read_project_file(&source, "pyproject.toml", PYPROJECT_MAX_BYTES) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(_) => return Err(log.fail(FailureKind::InvalidProject, "pyproject.toml is not UTF-8 text")),
+        },
+        Err(ReadError::Missing(_)) => {
+            return Err(log.fail(FailureKind::ProjectNotFound, format!("{} has no pyproject.toml", input.project_path)))
+        }
+        Err(ReadError::Refused(why)) => return Err(log.fail(FailureKind::InvalidProject, why)),
+        Err(e) => return Err(log.fail(FailureKind::Internal, e.to_string())),
     };
     let spec = match ProjectSpec::parse(&pyproject) {
         Ok(spec) => spec,
@@ -155,39 +154,63 @@ pub async fn build(input: BuildInput<'_>) -> Result<BuildOutput, BuildFailure> {
         spec.entrypoint, spec.envvars, spec.secret_envvars
     ));
 
-    if source.join("uv.lock").exists() {
-        log.step("uv.lock present: installing it as it is");
-    } else {
-        log.step("no uv.lock: resolving one");
-        match input.envs.lock(input.toolchain, &source, input.limits).await {
-            Ok(outcome) => log.outcome(&outcome),
-            Err(e) => return Err(uv_failure(log, e, FailureKind::Resolution, "resolving the dependencies failed")),
+    let job = UvJob {
+        toolchain: input.toolchain,
+        org_id: input.org_id,
+        identity: input.identities.build,
+        network: &input.network,
+        limits: &input.limits,
+        work: work.path(),
+    };
+    let lock = match read_project_file(&source, "uv.lock", LOCK_MAX_BYTES) {
+        Ok(lock) => {
+            log.step("uv.lock present: installing it as it is");
+            lock
         }
-    }
-    let lock = std::fs::read_to_string(source.join("uv.lock")).unwrap_or_default();
+        Err(ReadError::Missing(_)) => {
+            log.step("no uv.lock: resolving one");
+            let lock = match input.envs.lock(&job, &source, &mut log).await {
+                Ok(lock) => lock,
+                Err(e) => return Err(uv_failure(log, e, FailureKind::Resolution, "resolving the dependencies failed")),
+            };
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(source.join("uv.lock"))
+                .and_then(|mut f| f.write_all(&lock));
+            if let Err(e) = written {
+                return Err(log.fail(FailureKind::Internal, format!("keeping the resolved lock failed: {e}")));
+            }
+            lock
+        }
+        Err(ReadError::Refused(why)) => return Err(log.fail(FailureKind::InvalidProject, why)),
+        Err(e) => return Err(log.fail(FailureKind::Internal, e.to_string())),
+    };
+    let Ok(lock_text) = String::from_utf8(lock.clone()) else {
+        return Err(log.fail(FailureKind::InvalidProject, "uv.lock is not UTF-8 text"));
+    };
 
     log.step("install the environment");
-    let env = match input.envs.ensure(input.toolchain, &source, input.limits).await {
-        Ok((env, outcome)) => {
-            match outcome {
-                Some(o) => log.outcome(&o),
-                None => log.line(&format!("reusing environment {}", env.key)),
-            }
-            env
-        }
+    let env = match input.envs.ensure(&job, &source, &lock, &mut log).await {
+        Ok(env) => env,
         Err(e) => return Err(uv_failure(log, e, FailureKind::Install, "installing the dependencies failed")),
     };
 
     if has_tests(&source) {
         log.step("run the tests (pytest)");
-        let outcome = Sandbox::new()
+        let sandbox = Sandbox::new()
             .mount(Mount::read_only_at(&source, "/project"))
             .mount(Mount::read_only_at(&env.dir, ENV))
             .mount(Mount::read_only(&input.toolchain.base_prefix))
             .env("PYTHONPATH", "/project")
             .env("PYTHONDONTWRITEBYTECODE", "1")
-            .cwd("/project")
-            .limits(input.limits)
+            .cwd("/project");
+        let confined = match Confined::new(sandbox, input.identities.run, &input.limits, input.envs.cgroups()) {
+            Ok(c) => c,
+            Err(e) => return Err(log.fail(FailureKind::Internal, format!("cannot confine the tests: {e}"))),
+        };
+        let outcome = confined
             .run(&[
                 format!("{ENV}/bin/python"),
                 "-m".into(),
@@ -221,8 +244,16 @@ pub async fn build(input: BuildInput<'_>) -> Result<BuildOutput, BuildFailure> {
     }
 
     log.step(&format!("derive the input schema of {}", spec.entrypoint));
+    // The entrypoint is imported: the project's own code runs, as the organization's run
+    // identity under the build's limits, as in its tests.
     let python_env = PythonEnv { venv: &env.dir, base_prefix: &input.toolchain.base_prefix };
-    let (input_schema, takes_context) = match introspect(&python_env, &source, &spec.entrypoint, input.limits).await {
+    let confined = match Confined::new(Sandbox::new(), input.identities.run, &input.limits, input.envs.cgroups()) {
+        Ok(c) => c,
+        Err(e) => return Err(log.fail(FailureKind::Internal, format!("cannot confine the schema extraction: {e}"))),
+    };
+    let inspected = introspect(&python_env, &source, &spec.entrypoint, confined.sandbox()).await;
+    drop(confined);
+    let (input_schema, takes_context) = match inspected {
         Ok(Introspection::Schema { input_schema, takes_context }) => (input_schema, takes_context),
         Ok(Introspection::Unusable { message, traceback, .. }) => {
             log.line(&traceback);
@@ -231,14 +262,26 @@ pub async fn build(input: BuildInput<'_>) -> Result<BuildOutput, BuildFailure> {
         Err(e) => return Err(log.fail(FailureKind::Entrypoint, format!("the entrypoint could not be inspected: {e}"))),
     };
 
-    let content_digest = digest(&source, &lock, &input_schema);
+    let content_digest = match digest(&source, &lock_text, &input_schema) {
+        Ok(d) => d,
+        Err(e) => return Err(log.fail(FailureKind::Internal, format!("reading the source tree failed: {e}"))),
+    };
     log.step(&format!("store the artifact {content_digest}"));
     let artifact_dir = match keep_artifact(&source, input.artifacts, &content_digest) {
         Ok(dir) => dir,
         Err(e) => return Err(log.fail(FailureKind::Internal, format!("storing the artifact failed: {e}"))),
     };
     log.line("build succeeded");
-    Ok(BuildOutput { spec, lock, env, input_schema, takes_context, content_digest, artifact_dir, log: log.0 })
+    Ok(BuildOutput {
+        spec,
+        lock: lock_text,
+        env,
+        input_schema,
+        takes_context,
+        content_digest,
+        artifact_dir,
+        log: log.0,
+    })
 }
 
 fn uv_failure(mut log: Log, err: UvError, kind: FailureKind, what: &str) -> BuildFailure {
@@ -251,13 +294,20 @@ fn uv_failure(mut log: Log, err: UvError, kind: FailureKind, what: &str) -> Buil
                 log.fail(kind, format!("{what}:\n{}", tail_of(&outcome)))
             }
         }
+        UvError::Refused(why) => log.fail(FailureKind::InvalidProject, why),
         UvError::Sandbox(e) => log.fail(FailureKind::Internal, e.to_string()),
         UvError::Io(e) => log.fail(FailureKind::Internal, e.to_string()),
     }
 }
 
+/// Whether the project has tests for pytest to find. Only names are looked at, never followed:
+/// a `tests` link counts (pytest follows it inside the sandbox), and what it points at on the
+/// host stays unknown.
 fn has_tests(project: &Path) -> bool {
-    if project.join("tests").is_dir() || project.join("test").is_dir() {
+    let present = |name: &str| {
+        std::fs::symlink_metadata(project.join(name)).is_ok_and(|m| m.is_dir() || m.file_type().is_symlink())
+    };
+    if present("tests") || present("test") {
         return true;
     }
     std::fs::read_dir(project)
@@ -271,41 +321,47 @@ fn has_tests(project: &Path) -> bool {
 }
 
 /// SHA-256 over every file of the source tree (path and content, in path order), the lock and
-/// the schema: equal digests mean the same code, dependencies and interface.
-fn digest(source: &Path, lock: &str, schema: &Value) -> String {
+/// the schema: equal digests mean the same code, dependencies and interface. Files are hashed
+/// as streams, whatever their size.
+fn digest(source: &Path, lock: &str, schema: &Value) -> std::io::Result<String> {
     let mut files = Vec::new();
-    collect(source, source, &mut files);
+    collect(source, source, &mut files)?;
     files.sort();
     let mut hash = Sha256::new();
     for (path, content) in files {
         hash.update(path.as_bytes());
         hash.update([0]);
-        hash.update(Sha256::digest(&content));
+        hash.update(content);
     }
     hash.update(b"\0lock\0");
     hash.update(lock.as_bytes());
     hash.update(b"\0schema\0");
     hash.update(schema.to_string().as_bytes());
-    hex::encode(hash.finalize())
+    Ok(hex::encode(hash.finalize()))
 }
 
-fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.filter_map(|e| e.ok()) {
+/// Every file below `dir` with the SHA-256 of its content (of `symlink:<target>` for a link).
+fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, [u8; 32])>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
         let path = entry.path();
-        let Ok(kind) = entry.file_type() else { continue };
+        let kind = entry.file_type()?;
         let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
         if kind.is_dir() {
-            collect(root, &path, out);
+            collect(root, &path, out)?;
         } else if kind.is_symlink() {
-            let target = std::fs::read_link(&path).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
-            out.push((relative, format!("symlink:{target}").into_bytes()));
-        } else if let Ok(content) = std::fs::read(&path) {
-            out.push((relative, content));
+            let target = std::fs::read_link(&path)?.to_string_lossy().into_owned();
+            out.push((relative, Sha256::digest(format!("symlink:{target}")).into()));
+        } else if kind.is_file() {
+            let mut hash = Sha256::new();
+            std::io::copy(&mut std::fs::File::open(&path)?, &mut hash)?;
+            out.push((relative, hash.finalize().into()));
         }
     }
+    Ok(())
 }
 
+/// Keeps the source tree under its digest, sealed: read-only for every sandbox identity.
 fn keep_artifact(source: &Path, artifacts: &Path, digest: &str) -> std::io::Result<PathBuf> {
     let dest = artifacts.join(digest);
     if dest.exists() {
@@ -314,30 +370,14 @@ fn keep_artifact(source: &Path, artifacts: &Path, digest: &str) -> std::io::Resu
     std::fs::create_dir_all(artifacts)?;
     let staging = tempfile::Builder::new().prefix(".staging-").tempdir_in(artifacts)?;
     copy_tree(source, staging.path())?;
+    crate::tree::seal(staging.path())?;
     let staged = staging.keep();
     match std::fs::rename(&staged, &dest) {
         Ok(()) => Ok(dest),
         Err(_) if dest.exists() => {
-            let _ = std::fs::remove_dir_all(&staged);
+            let _ = crate::tree::remove(&staged);
             Ok(dest)
         }
         Err(e) => Err(e),
     }
-}
-
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            std::fs::create_dir(&target)?;
-            copy_tree(&entry.path(), &target)?;
-        } else if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
 }

@@ -61,30 +61,53 @@ class Session:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
-        self.send(
-            {
-                "entrypoint": "tool_under_test:run",
-                "takes_context": "context" in source,
-                "env": env or {},
-                "limits": limits or {"output_bytes": 1024},
-            }
-        )
-        self.ready = self.receive()
+        start = {
+            "entrypoint": "tool_under_test:run",
+            "takes_context": "context" in source,
+            "env": env or {},
+            "limits": limits or {"output_bytes": 1024},
+        }
+        self.send(ord("S"), 0, json.dumps(start).encode())
+        kind, _, payload = self.receive()
+        self.assert_kind(kind, "Y")
+        self.ready = json.loads(payload)
         self.next_id = 1
 
-    def send(self, message: dict) -> None:
-        body = json.dumps(message).encode()
-        self.process.stdin.write(struct.pack(">I", len(body)) + body)
+    def send(self, kind: int, ident: int, payload: bytes) -> None:
+        self.process.stdin.write(struct.pack(">IBQ", 9 + len(payload), kind, ident) + payload)
         self.process.stdin.flush()
 
-    def receive(self) -> dict:
+    def receive(self) -> tuple[int, int, bytes]:
         (length,) = struct.unpack(">I", self.process.stdout.read(4))
-        return json.loads(self.process.stdout.read(length))
+        frame = self.process.stdout.read(length)
+        kind, ident = struct.unpack(">BQ", frame[:9])
+        return kind, ident, frame[9:]
+
+    @staticmethod
+    def assert_kind(kind: int, expected: str) -> None:
+        if kind != ord(expected):
+            raise AssertionError(f"expected a {expected!r} frame, got {chr(kind)!r}")
 
     def invoke(self, arguments: dict, context: dict | None = None) -> dict:
-        self.send({"id": self.next_id, "input": arguments, "context": context or {}})
+        """Sends a request and returns the answer as one dict, the way the server reads it:
+        the child's answer with the zygote's ``logs`` and ``truncated`` beside it."""
+        body = json.dumps({"input": arguments, "context": context or {}}).encode()
+        ident = self.next_id
+        self.send(ord("R"), ident, struct.pack(">I", len(body)) + body)
         self.next_id += 1
-        return self.receive()
+        kind, answered, payload = self.receive()
+        if answered != ident:
+            raise AssertionError(f"answer for {answered}, expected {ident}")
+        (length,) = struct.unpack(">I", payload[:4])
+        body, rest = payload[4 : 4 + length], payload[4 + length :]
+        if kind == ord("A"):
+            answer = json.loads(body)
+        else:
+            self.assert_kind(kind, "C")
+            answer = {"crashed": True, "status": body.decode()}
+        answer["truncated"] = bool(rest[0])
+        answer["logs"] = rest[1:].decode("utf-8", "replace")
+        return answer
 
     def close(self) -> None:
         self.process.stdin.close()

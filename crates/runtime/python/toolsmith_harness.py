@@ -2,25 +2,36 @@
 
 toolsmith starts this script with the version's own interpreter, inside the version's sandbox,
 as PID 1 of the sandbox's PID namespace (so a tool cannot kill it, and every orphaned process
-comes back to it to be reaped and removed). It speaks length-prefixed JSON frames: a 4-byte
-big-endian length, then UTF-8 JSON.
+comes back to it to be reaped and removed), already running as the organization's unprivileged
+identity under a seccomp filter.
 
-1. The server sends one configuration frame on stdin: the entrypoint, whether it takes
-   ``context``, the tool's environment (env vars and decrypted secrets) and the per-invocation
-   limits. The environment reaches the process this way, never through a command line.
-2. This script imports the tool with that environment and answers ``{"ready": true}`` or
-   ``{"ready": false, "type": ..., "message": ..., "traceback": ...}`` on stdout.
-3. Then every request frame ``{"id", "input", "context"}`` is handed to a child forked from the
-   imported state. One child is always forked ahead: it has already applied the invocation's
-   limits, made its scratch directory and pointed its stdout and stderr at a memory file of the
-   zygote's, and waits for its request, so none of that is on the critical path. It calls the
-   tool and sends back ``{"id", "ok", "output" | "type", "message", "trace", "duration_ms"}``,
-   then exits; the zygote adds ``"logs"`` (the first bytes of that memory file) and
-   ``"truncated"``. Nothing the child did survives it: its memory dies with it and its scratch
-   directory is removed.
-4. ``{"kill": id}`` stops that invocation's process group (the server's wall-clock timeout); a
-   child that ends without answering is reported as ``{"id", "crashed": true, "status": ...}``,
-   with the output it wrote before it ended.
+Frames between the server and the zygote: ``u32 length | u8 kind | u64 id | payload`` (big
+endian; the length counts everything after itself).
+
+1. The server sends ``S`` (start): JSON with the entrypoint, whether it takes ``context``, the
+   tool's environment (env vars and decrypted secrets), the per-invocation limits and the
+   per-invocation cgroup slots (for each slot, descriptors of its ``cgroup.procs`` files). The
+   environment reaches the process this way, never through a command line.
+2. This script imports the tool with that environment and answers ``Y`` with JSON
+   ``{"ready": true}`` or ``{"ready": false, "type", "message", "traceback"}``.
+3. Each ``R`` (request) frame's payload is ``u32 length | JSON {"input", "context"}``; it is
+   handed, unread, to a child forked from the imported state. One child is always forked
+   ahead: it has joined a free cgroup slot, applied the invocation's limits, made its scratch
+   directory and pointed its stdout and stderr at a memory file of the zygote's, and waits for
+   its request, so none of that is on the critical path. It calls the tool and writes back
+   ``u32 length | JSON {"ok", "output" | "type", "message", "trace", "duration_ms"}``, then
+   exits. The zygote relays that, unread, as ``A`` (answer) with payload
+   ``u32 length | answer | u8 truncated | logs`` (the first bytes of the memory file).
+4. ``K`` (kill) stops that invocation's process group (the server's wall-clock timeout); a
+   child that ends without answering is reported as ``C`` (crashed) with payload
+   ``u32 length | status text | u8 truncated | logs``.
+
+Whatever passes through for one caller (requests, answers, output) is held only in buffers
+that are zeroed once relayed, never in Python objects of the zygote: a child forked later
+inherits the zygote's memory and must find no trace of an earlier caller. The zygote and its
+children are not dumpable, so no process of the sandbox can read another's memory or
+descriptors through ``/proc`` (the seccomp filter refuses ``ptrace`` and
+``process_vm_readv`` besides).
 
 Whatever the tool prints while it is imported goes to stderr, never into the protocol.
 This file uses the standard library only.
@@ -46,8 +57,18 @@ import traceback
 import types
 import typing
 
+KIND_START = ord("S")
+KIND_REQUEST = ord("R")
+KIND_KILL = ord("K")
+KIND_READY = ord("Y")
+KIND_ANSWER = ord("A")
+KIND_CRASHED = ord("C")
+HEADER = struct.Struct(">IBQ")
+PR_SET_DUMPABLE = 4
+
 PROJECT_DIR = "/project"
 SCRATCH_ROOT = "/tmp"
+SHM_ROOT = "/dev/shm"
 
 
 def read_exact(fd: int, size: int) -> bytes | None:
@@ -61,7 +82,62 @@ def read_exact(fd: int, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def read_into(fd: int, buffer: bytearray) -> bool:
+    """Fills ``buffer`` from ``fd``; reading into it creates no other copy of the bytes."""
+    view = memoryview(buffer)
+    while view:
+        n = os.readv(fd, [view])
+        if n == 0:
+            return False
+        view = view[n:]
+    return True
+
+
+def zero(buffer: bytearray) -> None:
+    """Overwrites a buffer that held a caller's bytes, in place."""
+    buffer[:] = bytes(len(buffer))
+
+
+def write_all(fd: int, parts: list) -> None:
+    views = [memoryview(p) for p in parts if len(p)]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
+
+
+def read_message(fd: int):
+    """One frame from the server: ``(kind, id, buffer)`` with the payload at ``buffer[9:]``,
+    or ``None`` when the channel closed."""
+    head = bytearray(4)
+    if not read_into(fd, head):
+        return None
+    (length,) = struct.unpack(">I", head)
+    if length < 9:
+        return None
+    buffer = bytearray(length)
+    if not read_into(fd, buffer):
+        return None
+    kind = buffer[0]
+    (ident,) = struct.unpack_from(">Q", buffer, 1)
+    return kind, ident, buffer
+
+
+def send_message(fd: int, kind: int, ident: int, *parts) -> None:
+    total = sum(len(p) for p in parts)
+    write_all(fd, [HEADER.pack(9 + total, kind, ident), *parts])
+
+
+def send_json(fd: int, kind: int, ident: int, message) -> None:
+    body = json.dumps(message, ensure_ascii=False, default=str).encode("utf-8", "replace")
+    send_message(fd, kind, ident, body)
+
+
 def read_frame(fd: int):
+    """A child's request: ``u32 length | JSON``."""
     head = read_exact(fd, 4)
     if head is None:
         return None
@@ -76,11 +152,19 @@ def write_frame(fd: int, message) -> None:
     # Lone surrogates (a str Python allows, UTF-8 does not) become U+FFFD-like replacements
     # rather than a frame the server cannot read.
     body = json.dumps(message, ensure_ascii=False, default=str).encode("utf-8", "replace")
-    data = struct.pack(">I", len(body)) + body
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+    write_all(fd, [struct.pack(">I", len(body)), body])
+
+
+def not_dumpable() -> None:
+    """Makes this process (and the children it forks) non-dumpable: its ``/proc`` entries
+    then belong to root, out of reach of every other process of the sandbox's user."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except Exception:
+        pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,15 +246,26 @@ def _set_limit(resource_id: int, value) -> None:
             pass
 
 
-def read_output(fd: int, cap: int) -> tuple[str, bool]:
+def read_output(fd: int, cap: int) -> tuple[bytearray, bool]:
     """The first ``cap`` bytes an invocation wrote to stdout and stderr, and whether it wrote
-    more. They are in a memory file the zygote created, so they survive a crash or a kill."""
+    more. They are in a memory file the zygote created, so they survive a crash or a kill.
+    The bytes are read into a buffer of their own, which the caller zeroes once sent."""
     try:
         size = os.fstat(fd).st_size
-        data = os.pread(fd, cap, 0)
+        data = bytearray(min(size, cap))
+        if data:
+            os.preadv(fd, [data], 0)
     except OSError:
-        return "", False
-    return data.decode("utf-8", "replace"), size > cap
+        return bytearray(), False
+    return data, size > cap
+
+
+def join_slot(slot: list) -> None:
+    """Moves this process into its invocation's cgroups, through descriptors the server opened
+    for them: every process it starts is counted there, against the invocation's own memory and
+    process limits."""
+    for fd in slot:
+        os.write(fd, b"0")
 
 
 def prepare_child(limits: dict, output_fd: int) -> None:
@@ -197,19 +292,12 @@ def run_child(tool: Tool, request_fd: int, result_fd: int) -> None:
     request = read_frame(request_fd)
     if request is None:
         os._exit(0)
-    invocation_id = request["id"]
     started = time.perf_counter()
     try:
         output = tool.call(request.get("input") or {}, request.get("context") or {})
-        answer = {"id": invocation_id, "ok": True, "output": output}
+        answer = {"ok": True, "output": output}
     except BaseException as exc:  # the tool's failure is the invocation's result
-        answer = {
-            "id": invocation_id,
-            "ok": False,
-            "type": type(exc).__name__,
-            "message": str(exc),
-            "trace": _tool_frames(exc),
-        }
+        answer = {"ok": False, "type": type(exc).__name__, "message": str(exc), "trace": _tool_frames(exc)}
     answer["duration_ms"] = (time.perf_counter() - started) * 1000.0
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -222,7 +310,6 @@ def run_child(tool: Tool, request_fd: int, result_fd: int) -> None:
         write_frame(
             result_fd,
             {
-                "id": invocation_id,
                 "ok": False,
                 "type": type(exc).__name__,
                 "message": f"the tool's result could not be sent: {exc}",
@@ -237,52 +324,89 @@ def run_child(tool: Tool, request_fd: int, result_fd: int) -> None:
 # The zygote
 
 
+def empty(root: str, keep: str | None = None) -> None:
+    """Removes everything in ``root`` but ``keep``."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        if name == keep:
+            continue
+        path = os.path.join(root, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
 class Invocation:
     """One running child, as the zygote tracks it."""
 
-    def __init__(self, invocation_id: int, result_read: int, output: int, exit_fd: int):
+    def __init__(self, invocation_id: int, result_read: int, output: int, exit_fd: int, slot: int | None):
         self.id = invocation_id
         # Closed (None) once the answer is in: a process the tool started may hold the pipe's
         # other end for ever, so the pipe's end says nothing about the child's.
         self.result_read: int | None = result_read
-        self.data = bytearray()
+        # The answer frame: its length prefix, then a buffer of exactly its size.
+        self.head = bytearray(4)
+        self.body: bytearray | None = None
+        self.filled = 0
         self.output = output
         # A pidfd: readable once the child has exited.
         self.exit_fd = exit_fd
         self.answered = False
+        self.slot = slot
 
 
 class Zygote:
-    def __init__(self, tool: Tool, limits: dict, proto_in: int, proto_out: int):
+    def __init__(self, tool: Tool, limits: dict, slots: list, proto_in: int, proto_out: int):
         self.tool = tool
         self.limits = limits
+        self.slots = slots
+        self.free_slots = list(range(len(slots)))
         self.proto_in = proto_in
         self.proto_out = proto_out
         self.selector = selectors.DefaultSelector()
         self.selector.register(proto_in, selectors.EVENT_READ, ("control", None))
         self.running: dict[int, Invocation] = {}
         self.by_id: dict[int, int] = {}
-        # The child forked ahead: (pid, request write end, result read end, output file).
-        self.idle: tuple[int, int, int, int] | None = None
+        # The child forked ahead: (pid, request write end, result read end, output file, slot).
+        self.idle: tuple[int, int, int, int, int | None] | None = None
         # Sweeping orphans and emptying /tmp are only right as PID 1 of the sandbox; run
         # anywhere else (a developer trying the harness), they would touch the host's.
         self.sandboxed = os.getpid() == 1
-        # Ended invocations whose leftovers are still to be removed.
-        self.ended: list[int] = []
+        # Ended invocations whose leftovers are still to be removed, with their slots.
+        self.ended: list[tuple[int, int | None]] = []
 
-    def fork_child(self) -> tuple[int, int, int, int]:
-        request_read, request_write = os.pipe()
-        result_read, result_write = os.pipe()
-        output = os.memfd_create("invocation-output", os.MFD_CLOEXEC)
-        pid = os.fork()
+    def fork_child(self) -> tuple[int, int, int, int, int | None]:
+        slot = None
+        if self.slots:
+            if not self.free_slots:
+                raise OSError("every invocation slot is taken")
+            slot = self.free_slots.pop(0)
+        try:
+            request_read, request_write = os.pipe()
+            result_read, result_write = os.pipe()
+            output = os.memfd_create("invocation-output", os.MFD_CLOEXEC)
+            pid = os.fork()
+        except OSError:
+            if slot is not None:
+                self.free_slots.append(slot)
+            raise
         if pid == 0:
             try:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+                if slot is not None:
+                    join_slot(self.slots[slot])
                 # Nothing of the zygote's other channels may reach the tool: not the protocol,
-                # not another invocation's pipes or output.
+                # not the cgroup slots, not another invocation's pipes or output.
                 os.dup2(request_read, 3)
                 os.dup2(result_write, 4)
                 os.dup2(output, 5)
@@ -294,9 +418,17 @@ class Zygote:
                 os._exit(70)
         os.close(request_read)
         os.close(result_write)
-        return pid, request_write, result_read, output
+        return pid, request_write, result_read, output, slot
 
-    def dispatch(self, request: dict) -> None:
+    def dispatch(self, invocation_id: int, buffer: bytearray) -> None:
+        """Hands a request (``buffer[9:]``, the child's frame) to the waiting child, then zeroes
+        the buffer."""
+        try:
+            self._dispatch(invocation_id, memoryview(buffer)[9:])
+        finally:
+            zero(buffer)
+
+    def _dispatch(self, invocation_id: int, request: memoryview) -> None:
         # What ended invocations left must be gone before the next one starts: children that
         # answered are given the moment they need to exit, then cleaned up after. Usually the
         # idle loop has done it already.
@@ -307,33 +439,30 @@ class Zygote:
                 select.select([self.running[pid].exit_fd], [], [], 1.0)
             self.exited(pid)
         while self.ended:
-            self.clean_up(self.ended.pop())
+            self.clean_up(*self.ended.pop())
         if self.idle is None:
             try:
                 self.idle = self.fork_child()
             except OSError as exc:
                 # The sandbox's process limit is reached (or memory is short): this invocation
                 # cannot start, the zygote carries on.
-                write_frame(
-                    self.proto_out,
-                    {"id": request["id"], "crashed": True, "status": f"no process could be started ({exc})", "logs": ""},
-                )
+                self.report_crash(invocation_id, f"no process could be started ({exc})", None)
                 return
-        pid, request_write, result_read, output = self.idle
+        pid, request_write, result_read, output, slot = self.idle
         self.idle = None
         try:
             exit_fd = os.pidfd_open(pid)
         except OSError:
             os.kill(pid, signal.SIGKILL)
-            write_frame(self.proto_out, {"id": request["id"], "crashed": True, "status": "lost", "logs": ""})
+            self.report_crash(invocation_id, "lost", None)
             return
         try:
-            write_frame(request_write, request)
+            write_all(request_write, [request])
         except OSError:
             pass
         os.close(request_write)
-        self.running[pid] = Invocation(request["id"], result_read, output, exit_fd)
-        self.by_id[request["id"]] = pid
+        self.running[pid] = Invocation(invocation_id, result_read, output, exit_fd, slot)
+        self.by_id[invocation_id] = pid
         self.selector.register(result_read, selectors.EVENT_READ, ("result", pid))
         self.selector.register(exit_fd, selectors.EVENT_READ, ("exit", pid))
 
@@ -354,25 +483,26 @@ class Zygote:
             return
         if not block:
             os.set_blocking(inv.result_read, False)
+        target = memoryview(inv.head)[inv.filled :] if inv.body is None else memoryview(inv.body)[inv.filled :]
         try:
-            chunk = os.read(inv.result_read, 1 << 20)
+            n = os.readv(inv.result_read, [target])
         except OSError:
-            chunk = b""
-        if not chunk:
+            n = 0
+        if n == 0:
             self.close_result(inv)
             return
-        inv.data += chunk
-        if len(inv.data) >= 4:
-            (length,) = struct.unpack(">I", inv.data[:4])
-            if len(inv.data) >= 4 + length:
-                try:
-                    answer = json.loads(bytes(inv.data[4 : 4 + length]))
-                except ValueError:
-                    answer = None
-                self.close_result(inv)
-                if isinstance(answer, dict) and answer.get("id") == inv.id:
-                    self.answer(answer, inv.output)
-                    inv.answered = True
+        inv.filled += n
+        if inv.body is None and inv.filled == 4:
+            (length,) = struct.unpack(">I", inv.head)
+            inv.body = bytearray(length)
+            inv.filled = 0
+        if inv.body is not None and inv.filled == len(inv.body):
+            self.close_result(inv)
+            try:
+                self.relay(KIND_ANSWER, inv.id, inv.body, inv.output)
+            finally:
+                zero(inv.body)
+            inv.answered = True
 
     def close_result(self, inv: Invocation) -> None:
         if inv.result_read is not None:
@@ -389,24 +519,36 @@ class Zygote:
         status = self.reap(pid)
         # An answer written just before the exit may still be in the pipe.
         while inv.result_read is not None and not inv.answered:
-            before = len(inv.data)
+            before = inv.filled
             self.read_result(pid, block=False)
-            if inv.result_read is not None and len(inv.data) == before:
+            if inv.result_read is not None and inv.filled == before:
                 break
         self.close_result(inv)
+        if inv.body is not None and not inv.answered:
+            zero(inv.body)
         self.selector.unregister(inv.exit_fd)
         os.close(inv.exit_fd)
         del self.running[pid]
         self.by_id.pop(inv.id, None)
         if not inv.answered:
-            self.answer({"id": inv.id, "crashed": True, "status": status}, inv.output)
+            self.report_crash(inv.id, status, inv.output)
         os.close(inv.output)
-        self.ended.append(pid)
+        self.ended.append((pid, inv.slot))
 
-    def answer(self, answer: dict, output: int) -> None:
+    def relay(self, kind: int, invocation_id: int, body, output: int | None) -> None:
+        """Sends a child's answer (or a crash status) with the invocation's output; the output
+        buffer is zeroed once sent."""
         cap = int(self.limits.get("output_bytes") or 1 << 20)
-        answer["logs"], answer["truncated"] = read_output(output, cap)
-        write_frame(self.proto_out, answer)
+        logs, truncated = read_output(output, cap) if output is not None else (bytearray(), False)
+        try:
+            send_message(
+                self.proto_out, kind, invocation_id, struct.pack(">I", len(body)), body, bytes([int(truncated)]), logs
+            )
+        finally:
+            zero(logs)
+
+    def report_crash(self, invocation_id: int, status: str, output: int | None) -> None:
+        self.relay(KIND_CRASHED, invocation_id, status.encode("utf-8", "replace"), output)
 
     def reap(self, pid: int) -> str:
         try:
@@ -421,13 +563,17 @@ class Zygote:
                 return f"killed by signal {number}"
         return f"exited with status {os.WEXITSTATUS(status)}"
 
-    def clean_up(self, pid: int) -> None:
-        """Removes what an ended invocation left: its processes and its scratch directory."""
+    def clean_up(self, pid: int, slot: int | None) -> None:
+        """Removes what an ended invocation left: its processes, its scratch directory, and
+        with nothing else running, everything in ``/tmp`` and ``/dev/shm``; then frees its
+        slot."""
         try:
             os.killpg(pid, signal.SIGKILL)
         except OSError:
             pass
         self.sweep()
+        if slot is not None:
+            self.free_slots.append(slot)
         scratch = os.path.join(SCRATCH_ROOT, f"invocation-{pid}")
         try:
             os.rmdir(scratch)
@@ -437,17 +583,8 @@ class Zygote:
             # With nothing running, nothing in /tmp belongs to anyone: a file a tool wrote
             # outside its scratch directory must not reach the next invocation.
             waiting = f"invocation-{self.idle[0]}" if self.idle is not None else None
-            for name in os.listdir(SCRATCH_ROOT):
-                if name == waiting:
-                    continue
-                path = os.path.join(SCRATCH_ROOT, name)
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    try:
-                        os.unlink(path)
-                    except OSError:
-                        pass
+            for root in (SCRATCH_ROOT, SHM_ROOT):
+                empty(root, keep=waiting if root == SCRATCH_ROOT else None)
 
     def orphans(self, keep: set) -> list[int]:
         """Processes whose parent is this PID 1 and that are no invocation's child: what an
@@ -507,13 +644,16 @@ class Zygote:
             for key, _ in events:
                 kind, pid = key.data
                 if kind == "control":
-                    message = read_frame(self.proto_in)
+                    message = read_message(self.proto_in)
                     if message is None:
                         return
-                    if "kill" in message:
-                        self.kill(message["kill"])
+                    frame_kind, ident, buffer = message
+                    if frame_kind == KIND_KILL:
+                        self.kill(ident)
+                    elif frame_kind == KIND_REQUEST:
+                        self.dispatch(ident, buffer)
                     else:
-                        self.dispatch(message)
+                        zero(buffer)
                 elif kind == "result":
                     self.read_result(pid)
                 else:
@@ -521,7 +661,7 @@ class Zygote:
             if events:
                 continue
             if self.ended:
-                self.clean_up(self.ended.pop())
+                self.clean_up(*self.ended.pop())
             elif self.idle is None:
                 try:
                     self.idle = self.fork_child()
@@ -542,11 +682,24 @@ def main() -> int:
     os.close(null)
     for fd in (proto_in, proto_out):
         os.set_inheritable(fd, False)
+    not_dumpable()
     # PID 1 gets no default signal actions; set the ones the zygote relies on explicitly.
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    config = read_frame(proto_in)
-    if config is None:
+    message = read_message(proto_in)
+    if message is None or message[0] != KIND_START:
         return 1
+    config = json.loads(bytes(memoryview(message[2])[9:]))
+    slots = [[int(fd) for fd in slot] for slot in config.get("slots") or []]
+    # Descriptors the sandbox was started with and that are no slot (bubblewrap's own) go.
+    keep = {proto_in, proto_out, *[fd for slot in slots for fd in slot]}
+    for fd in range(3, 64):
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    for fd in keep:
+        os.set_inheritable(fd, False)
     sys.dont_write_bytecode = True
     if PROJECT_DIR not in sys.path:
         sys.path.insert(0, PROJECT_DIR)
@@ -562,8 +715,10 @@ def main() -> int:
         os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
         tool = Tool(config["entrypoint"], bool(config.get("takes_context")))
     except BaseException as exc:
-        write_frame(
+        send_json(
             proto_out,
+            KIND_READY,
+            0,
             {"ready": False, "type": type(exc).__name__, "message": str(exc), "traceback": "".join(_tool_frames(exc))},
         )
         return 1
@@ -571,8 +726,8 @@ def main() -> int:
     # Objects that exist now are never collected in a child: freezing them keeps a child's
     # garbage collector from touching (and so copying) the pages they live on.
     gc.freeze()
-    write_frame(proto_out, {"ready": True})
-    Zygote(tool, config.get("limits") or {}, proto_in, proto_out).serve()
+    send_json(proto_out, KIND_READY, 0, {"ready": True})
+    Zygote(tool, config.get("limits") or {}, slots, proto_in, proto_out).serve()
     return 0
 
 

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::sandbox::{Limits, Mount, Sandbox, SandboxError};
+use crate::sandbox::{Mount, Sandbox, SandboxError};
 
 /// The script, compiled into the binary so that the server never reads its source tree.
 pub const SCRIPT: &str = include_str!("../python/toolsmith_introspect.py");
@@ -64,16 +64,20 @@ pub enum IntrospectError {
     Io(#[from] std::io::Error),
 }
 
-/// Derives the input schema of `entrypoint` (`module:function`) in `project`.
+/// Derives the input schema of `entrypoint` (`module:function`) in `project`, in `sandbox`: the
+/// caller's sandbox with its identity and limits (the organization's, as for its invocations),
+/// to which the project, the environment and the script are added.
 pub async fn introspect(
     env: &PythonEnv<'_>,
     project: &Path,
     entrypoint: &str,
-    limits: Limits,
+    sandbox: Sandbox,
 ) -> Result<Introspection, IntrospectError> {
     let scripts = tempfile::tempdir()?;
     std::fs::write(scripts.path().join("toolsmith_introspect.py"), SCRIPT)?;
-    let outcome = Sandbox::new()
+    // The directory is the mount point: the sandbox's identity must be able to enter it.
+    std::fs::set_permissions(scripts.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let outcome = sandbox
         .mount(Mount::read_only_at(project, PROJECT_DIR))
         .mount(Mount::read_only_at(env.venv, ENV_DIR))
         .mount(Mount::read_only(env.base_prefix))
@@ -81,7 +85,6 @@ pub async fn introspect(
         .env("PYTHONPATH", PROJECT_DIR)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .cwd(PROJECT_DIR)
-        .limits(limits)
         .run(&[format!("{ENV_DIR}/bin/python"), format!("{SCRIPT_DIR}/toolsmith_introspect.py"), entrypoint.to_owned()])
         .await?;
     if !outcome.success() {

@@ -10,11 +10,15 @@
 //! that imported the tool once and forks a fresh child for every call.
 
 pub mod cgroup;
+pub mod egress;
 pub mod introspect;
 pub mod pool;
 pub mod sandbox;
+pub mod seccomp;
+pub mod testnet;
 pub mod zygote;
 
+pub use egress::EgressPolicy;
 pub use pool::{Busy, Pool, PoolConfig, VersionRuntime};
-pub use sandbox::{Limits, Mount, Outcome, Sandbox, SandboxError};
+pub use sandbox::{Identity, Limits, Mount, Network, Outcome, Purpose, Sandbox, SandboxError, Spawned};
 pub use zygote::{mask, InvocationLimits, RunOutcome, StartError, Zygote};

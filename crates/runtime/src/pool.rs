@@ -10,8 +10,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
-use crate::cgroup::Cgroups;
-use crate::zygote::{InvocationLimits, StartError, Zygote, ZygoteConfig, HARNESS, HARNESS_FILE};
+use crate::cgroup::{CgroupLimits, Cgroups};
+use crate::sandbox::{Identity, Network};
+use crate::zygote::{InvocationLimits, StartError, Zygote, ZygoteConfig, HARNESS, HARNESS_FILE, SPARE_SLOTS};
+
+/// At most this many invocations of one version run at once, each in its own cgroup slot;
+/// more wait for a slot.
+const MAX_SLOTS: usize = 32;
 
 /// Tunables of the pool.
 #[derive(Debug, Clone)]
@@ -22,8 +27,10 @@ pub struct PoolConfig {
     pub idle_timeout: Duration,
     /// At most this many zygotes run; starting one more stops the least recently used.
     pub max_zygotes: usize,
-    /// Whether tools may reach the network.
-    pub network: bool,
+    /// How tools reach the network.
+    pub network: Network,
+    /// The size cap of each sandbox's `/tmp` and `/dev/shm`, in bytes.
+    pub tmp_bytes: u64,
     /// Per-invocation limits.
     pub limits: InvocationLimits,
     /// How long importing a tool may take.
@@ -36,15 +43,17 @@ impl Default for PoolConfig {
             max_concurrent: 64,
             idle_timeout: Duration::from_secs(600),
             max_zygotes: 64,
-            network: true,
+            network: Network::Off,
+            tmp_bytes: 256 << 20,
             limits: InvocationLimits::default(),
             start_timeout: Duration::from_secs(30),
         }
     }
 }
 
-/// What identifies and starts one version's zygote.
-#[derive(Debug, Clone)]
+/// What identifies and starts one version's zygote. Its `Debug` leaves out the environment's
+/// values, which hold secrets.
+#[derive(Clone)]
 pub struct VersionRuntime {
     /// The version's source tree.
     pub project: PathBuf,
@@ -58,6 +67,23 @@ pub struct VersionRuntime {
     pub takes_context: bool,
     /// The tool's env vars and decrypted secrets.
     pub env: Vec<(String, String)>,
+    /// The host identity of the tool's organization.
+    pub identity: Identity,
+    /// The values to mask in whatever the runtime reports (the tool's secrets).
+    pub secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for VersionRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VersionRuntime")
+            .field("project", &self.project)
+            .field("venv", &self.venv)
+            .field("entrypoint", &self.entrypoint)
+            .field("env", &self.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+            .field("secrets", &self.secrets.len())
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl VersionRuntime {
@@ -143,12 +169,18 @@ impl Pool {
     }
 
     fn zygote_config(&self, runtime: &VersionRuntime) -> Result<ZygoteConfig, StartError> {
+        let limits = self.config.limits;
         let cgroup = match &self.cgroups {
-            Ok(cgroups) => Some(Arc::new(
-                cgroups
-                    .create(self.config.limits.processes)
-                    .map_err(|e| StartError::NoAnswer(format!("cannot create the sandbox's cgroup: {e}")))?,
-            )),
+            Ok(cgroups) => {
+                let whole = CgroupLimits { processes: limits.processes, memory_bytes: None };
+                let each = CgroupLimits { processes: limits.processes, memory_bytes: Some(limits.memory_bytes) };
+                let slots = self.config.max_concurrent.clamp(1, MAX_SLOTS) + SPARE_SLOTS;
+                Some(Arc::new(
+                    cgroups
+                        .create_sandbox(whole, slots, each)
+                        .map_err(|e| StartError::NoAnswer(format!("cannot create the sandbox's cgroup: {e}")))?,
+                ))
+            }
             Err(_) => None,
         };
         Ok(ZygoteConfig {
@@ -159,7 +191,10 @@ impl Pool {
             entrypoint: runtime.entrypoint.clone(),
             takes_context: runtime.takes_context,
             env: runtime.env.clone(),
-            network: self.config.network,
+            secrets: runtime.secrets.clone(),
+            network: self.config.network.clone(),
+            identity: runtime.identity,
+            tmp_bytes: self.config.tmp_bytes,
             limits: self.config.limits,
             cgroup,
             start_timeout: self.config.start_timeout,
@@ -189,11 +224,9 @@ impl Pool {
                     None => true,
                 };
                 if stale {
-                    if let Some(old) = entries.remove(key) {
-                        if let Some(Ok(z)) = old.cell.get() {
-                            z.kill();
-                        }
-                    }
+                    // The old zygote is only let go of: invocations still running on it hold it
+                    // and finish there, and it stops when the last of them lets go too.
+                    entries.remove(key);
                     self.make_room(&mut entries);
                     entries.insert(
                         key.to_owned(),
@@ -230,23 +263,17 @@ impl Pool {
             let Some(oldest) = entries.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone()) else {
                 return;
             };
-            if let Some(entry) = entries.remove(&oldest) {
-                if let Some(Ok(z)) = entry.cell.get() {
-                    z.kill();
-                }
-            }
+            entries.remove(&oldest);
         }
     }
 
-    /// Stops the zygotes of these keys (deprecated versions, a deprecated tool).
+    /// Stops the zygotes of these keys (deprecated versions, a deprecated tool). New
+    /// invocations no longer reach them; the ones running finish first (a zygote stops when its
+    /// last user lets go of it).
     pub fn evict(&self, keys: &[String]) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         for key in keys {
-            if let Some(entry) = entries.remove(key) {
-                if let Some(Ok(z)) = entry.cell.get() {
-                    z.kill();
-                }
-            }
+            entries.remove(key);
         }
     }
 
@@ -259,11 +286,7 @@ impl Pool {
             .map(|(k, _)| k.clone())
             .collect();
         for key in &idle {
-            if let Some(entry) = entries.remove(key) {
-                if let Some(Ok(z)) = entry.cell.get() {
-                    z.kill();
-                }
-            }
+            entries.remove(key);
         }
         idle.len()
     }

@@ -18,8 +18,14 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
+
+use crate::egress::{EgressLink, EgressPolicy};
 
 /// Why a sandboxed run could not happen (as opposed to the code failing inside it).
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +36,9 @@ pub enum SandboxError {
     /// Waiting for or reading from the process failed.
     #[error("i/o error around the sandbox: {0}")]
     Io(#[from] std::io::Error),
+    /// The sandbox's egress link could not be set up.
+    #[error("could not connect the sandbox's network: {0}")]
+    Egress(std::io::Error),
 }
 
 /// A host path made visible inside the sandbox.
@@ -131,17 +140,83 @@ impl Outcome {
     }
 }
 
+/// The unprivileged host identity sandboxed code runs as.
+///
+/// When the server runs as root, bubblewrap keeps only `CAP_SETUID` and `CAP_SETGID`, and
+/// `setpriv` switches to this identity (with no supplementary groups and `no_new_privs`) before
+/// anything of the tool's runs; the capabilities are gone with the switch. When the server runs
+/// as another user it cannot change identities: the code then runs as the server's own uid in a
+/// user namespace of its own, and the identity is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Identity {
+    /// Host user id; never 0.
+    pub uid: u32,
+    /// Host group id; never 0.
+    pub gid: u32,
+}
+
+/// What a sandbox is for: each organization has one identity to run its tools and another to
+/// build them, so that what a build leaves owned (its caches) is never writable by a running tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Invocations, schema extraction and tests.
+    Run,
+    /// Dependency resolution and installation.
+    Build,
+}
+
+impl Identity {
+    /// The traditional `nobody`: what a sandbox runs as when its caller names no identity.
+    pub const NOBODY: Identity = Identity { uid: 65534, gid: 65534 };
+
+    /// The identity for `purpose` of the organization with sandbox slot `slot`: uids from `base`
+    /// on, two per organization. `None` when that leaves the range of uids.
+    pub fn of_slot(base: u32, slot: u32, purpose: Purpose) -> Option<Identity> {
+        let offset = u64::from(slot) * 2 + u64::from(purpose == Purpose::Build);
+        let uid = u64::from(base).checked_add(offset).filter(|uid| *uid < u64::from(u32::MAX - 1) && *uid > 0)?;
+        let uid = u32::try_from(uid).ok()?;
+        Some(Identity { uid, gid: uid })
+    }
+}
+
+/// How a sandbox reaches the network.
+#[derive(Debug, Clone, Default)]
+pub enum Network {
+    /// A network namespace with loopback only.
+    #[default]
+    Off,
+    /// A network namespace of its own whose traffic leaves through a userspace stack that never
+    /// reaches the host's loopback, under the policy's address rules.
+    Egress(Arc<EgressPolicy>),
+    /// The host's own network namespace, loopback included. Unsafe with untrusted code.
+    Host,
+}
+
 /// A sandboxed command about to run.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     mounts: Vec<Mount>,
     env: Vec<(String, String)>,
     cwd: PathBuf,
-    network: bool,
+    network: Network,
     limits: Limits,
     as_pid_1: bool,
-    cgroup_procs: Option<PathBuf>,
+    cgroup_procs: Vec<PathBuf>,
     max_processes: Option<u64>,
+    identity: Identity,
+    tmp_bytes: u64,
+    inherited: Vec<Arc<OwnedFd>>,
+}
+
+/// A sandboxed process started with [`Sandbox::spawn`].
+#[derive(Debug)]
+pub struct Spawned {
+    /// bubblewrap's process, with piped stdin, stdout and stderr; killed when dropped.
+    pub child: tokio::process::Child,
+    /// The host pid of the sandbox's first process (the command itself with `as_pid_1`).
+    pub sandbox_pid: Option<u32>,
+    /// The sandbox's link to the outside, when it has egress; ends when dropped.
+    pub egress: Option<EgressLink>,
 }
 
 /// Files of `/etc` that programs need for name resolution, TLS and user lookups; nothing else
@@ -157,18 +232,56 @@ const ETC_FILES: &[&str] = &[
     "/etc/group",
 ];
 
+/// Parts of `/proc` made read-only (as a container runtime's default does).
+const PROC_READ_ONLY: &[&str] = &["/proc/sys", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sysrq-trigger"];
+/// Files of `/proc` replaced by an empty one.
+const PROC_HIDDEN: &[&str] =
+    &["/proc/kcore", "/proc/keys", "/proc/key-users", "/proc/latency_stats", "/proc/timer_list", "/proc/sched_debug"];
+
+/// Where the descriptors bubblewrap reads from appear in its process.
+const SECCOMP_FD: i32 = 3;
+const INFO_FD: i32 = 4;
+const BLOCK_FD: i32 = 5;
+const RESOLV_FD: i32 = 6;
+
+/// The switch to the sandbox's identity, run inside the sandbox before the command.
+const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// Whether this process runs as root, and so can give sandboxes an identity of their own.
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Descriptors prepared for one bubblewrap start; the parent keeps its ends.
+struct Plumbing {
+    seccomp: OwnedFd,
+    /// (bubblewrap's write end, our read end) of `--info-fd`.
+    info: Option<(OwnedFd, OwnedFd)>,
+    /// (bubblewrap's read end, our write end) of `--block-fd`.
+    block: Option<(OwnedFd, OwnedFd)>,
+    resolv: Option<OwnedFd>,
+}
+
 impl Sandbox {
-    /// A sandbox with no mounts beyond the system's, no network and default limits.
+    /// Where the descriptors handed over with [`Sandbox::inherit`] start.
+    pub const INHERITED_FDS: i32 = 10;
+
+    /// A sandbox with no mounts beyond the system's, no network and default limits, running
+    /// as [`Identity::NOBODY`].
     pub fn new() -> Self {
         Sandbox {
             mounts: Vec::new(),
             env: Vec::new(),
             cwd: PathBuf::from("/"),
-            network: false,
+            network: Network::Off,
             limits: Limits::default(),
             as_pid_1: false,
-            cgroup_procs: None,
+            cgroup_procs: Vec::new(),
             max_processes: None,
+            identity: Identity::NOBODY,
+            tmp_bytes: 256 << 20,
+            inherited: Vec::new(),
         }
     }
 
@@ -181,17 +294,36 @@ impl Sandbox {
         self
     }
 
-    /// Joins the sandbox to a process-count cgroup (the path of its `cgroup.procs`) before
-    /// bubblewrap starts, so every process inside counts against that cgroup's `pids.max`.
-    pub fn cgroup(mut self, procs: Option<PathBuf>) -> Self {
+    /// Joins the sandbox to cgroups (the paths of their `cgroup.procs`) before bubblewrap
+    /// starts, so every process inside counts against their limits.
+    pub fn cgroups(mut self, procs: Vec<PathBuf>) -> Self {
         self.cgroup_procs = procs;
         self
     }
 
     /// Sets `RLIMIT_NPROC`. The kernel counts it per user and does not apply it to root, so it
-    /// is a fallback for when no cgroup is available and the service runs as its own user.
+    /// is a fallback for when no cgroup is available.
     pub fn max_processes(mut self, limit: Option<u64>) -> Self {
         self.max_processes = limit;
+        self
+    }
+
+    /// The host identity the code runs as (when the server runs as root).
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// Hands `fds` to the command: the first appears as descriptor [`Sandbox::INHERITED_FDS`],
+    /// the next one after it, and so on.
+    pub fn inherit(mut self, fds: Vec<OwnedFd>) -> Self {
+        self.inherited = fds.into_iter().map(Arc::new).collect();
+        self
+    }
+
+    /// The size cap of the sandbox's `/tmp` (and, separately, of `/dev/shm`), in bytes.
+    pub fn tmp_bytes(mut self, bytes: u64) -> Self {
+        self.tmp_bytes = bytes;
         self
     }
 
@@ -213,9 +345,9 @@ impl Sandbox {
         self
     }
 
-    /// Allows network access (the host's network namespace).
-    pub fn network(mut self, allowed: bool) -> Self {
-        self.network = allowed;
+    /// How the sandbox reaches the network.
+    pub fn network(mut self, network: Network) -> Self {
+        self.network = network;
         self
     }
 
@@ -225,23 +357,62 @@ impl Sandbox {
         self
     }
 
+    fn plumbing(&self) -> std::io::Result<Plumbing> {
+        let seccomp = memfd_with(crate::seccomp::program()?)?;
+        let egress = matches!(self.network, Network::Egress(_));
+        Ok(Plumbing {
+            seccomp,
+            info: if egress { Some(pipe()?).map(|(r, w)| (w, r)) } else { None },
+            block: if egress { Some(pipe()?) } else { None },
+            resolv: if egress { Some(memfd_with(crate::egress::RESOLV_CONF.as_bytes())?) } else { None },
+        })
+    }
+
     /// The bubblewrap command line for `argv`.
-    fn command(&self, argv: &[OsString]) -> Command {
+    fn command(&self, argv: &[OsString], plumbing: &Plumbing) -> Command {
+        let root = running_as_root();
         let mut cmd = Command::new("bwrap");
         // bubblewrap runs as PID 1 of the sandbox and its own environment is readable there
         // through /proc/1/environ: it must not inherit the server's.
         cmd.env_clear();
-        cmd.args(["--die-with-parent", "--new-session", "--unshare-all", "--clearenv"]);
-        // Run as root, bubblewrap would keep every capability inside the sandbox.
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            cmd.args(["--cap-drop", "ALL"]);
+        cmd.args(["--die-with-parent", "--new-session", "--clearenv"]);
+        // Every namespace of its own. A user namespace only when the server is not root: run
+        // by root, bubblewrap would map nothing but root into it, and the switch to the
+        // sandbox's identity needs the host's uids.
+        cmd.args(["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]);
+        if !matches!(self.network, Network::Host) {
+            cmd.arg("--unshare-net");
+        }
+        if !root {
+            cmd.arg("--unshare-user");
+        }
+        if root {
+            // Run as root, bubblewrap would keep every capability inside the sandbox. Only the
+            // two that `setpriv` needs to leave root are kept, and leaving root drops them.
+            cmd.args(["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]);
         }
         if self.as_pid_1 {
             cmd.arg("--as-pid-1");
         }
-        if self.network {
-            cmd.arg("--share-net");
+        if let Network::Egress(_) = self.network {
+            cmd.arg("--info-fd").arg(INFO_FD.to_string()).arg("--block-fd").arg(BLOCK_FD.to_string());
+        }
+        // bubblewrap makes a mount point's missing parents private (0700, root's): made here
+        // first, they are traversable by the sandbox's identity.
+        let etc: Vec<&Path> = ETC_FILES.iter().map(Path::new).collect();
+        let destinations: Vec<&Path> =
+            etc.iter().copied().chain(self.mounts.iter().map(|m| m.inside.as_path())).collect();
+        let mut parents: Vec<&Path> = Vec::new();
+        for destination in &destinations {
+            for parent in destination.ancestors().skip(1) {
+                if parent != Path::new("/") && !parents.contains(&parent) && !destinations.contains(&parent) {
+                    parents.push(parent);
+                }
+            }
+        }
+        parents.sort_by_key(|p| p.components().count());
+        for parent in parents {
+            cmd.args(["--perms", "0755", "--dir"]).arg(parent);
         }
         cmd.args(["--ro-bind", "/usr", "/usr"]);
         for link in ["/bin", "/sbin", "/lib", "/lib32", "/lib64"] {
@@ -257,17 +428,31 @@ impl Sandbox {
             }
         }
         for etc in ETC_FILES {
-            if Path::new(etc).exists() {
+            if *etc == "/etc/resolv.conf" && plumbing.resolv.is_some() {
+                cmd.args(["--perms", "0644", "--ro-bind-data"]).arg(RESOLV_FD.to_string()).arg(etc);
+            } else if Path::new(etc).exists() {
                 cmd.arg("--ro-bind").arg(etc).arg(etc);
             }
         }
-        cmd.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+        let size = self.tmp_bytes.max(1 << 20).to_string();
+        // The kernel's settings and interfaces under /proc are read-only, and the files that
+        // tell about the host's memory, keys and timers are hidden, whoever the code runs as.
+        cmd.args(["--proc", "/proc"]);
+        for dir in PROC_READ_ONLY.iter().filter(|d| Path::new(d).exists()) {
+            cmd.args(["--ro-bind", dir, dir]);
+        }
+        for file in PROC_HIDDEN.iter().filter(|f| Path::new(f).exists()) {
+            cmd.args(["--ro-bind", "/dev/null", file]);
+        }
+        // /dev is bubblewrap's own small tmpfs; only /dev/shm (capped) takes writes.
+        cmd.args(["--dev", "/dev", "--perms", "1777", "--size", &size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]);
+        cmd.args(["--perms", "1777", "--size", &size, "--tmpfs", "/tmp"]);
         for m in &self.mounts {
             cmd.arg(if m.writable { "--bind" } else { "--ro-bind" }).arg(&m.host).arg(&m.inside);
         }
         // The sandbox's root is a tmpfs holding the mount points; left writable, files written
-        // there (`/etc/x`, `/x`) would outlive an invocation. Only `/tmp` and writable mounts
-        // take writes.
+        // there (`/etc/x`, `/x`) would outlive an invocation. Only `/tmp`, `/dev/shm` and
+        // writable mounts take writes.
         cmd.args(["--remount-ro", "/"]);
         cmd.args([
             "--setenv",
@@ -284,16 +469,45 @@ impl Sandbox {
             cmd.arg("--setenv").arg(k).arg(v);
         }
         cmd.arg("--chdir").arg(&self.cwd);
-        cmd.arg("--").args(argv);
+        cmd.arg("--seccomp").arg(SECCOMP_FD.to_string());
+        cmd.arg("--");
+        if root {
+            let Identity { uid, gid } = self.identity;
+            cmd.arg(SETPRIV).args([
+                format!("--reuid={uid}"),
+                format!("--regid={gid}"),
+                "--clear-groups".to_owned(),
+                "--inh-caps=-all".to_owned(),
+                "--no-new-privs".to_owned(),
+                "--".to_owned(),
+            ]);
+        }
+        cmd.args(argv);
         let limits = self.limits;
         let nproc = self.max_processes;
-        let cgroup =
-            self.cgroup_procs.as_ref().and_then(|p| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok());
-        // SAFETY: only async-signal-safe calls (open, write, close, setrlimit) between fork and
-        // exec; the path was allocated before the fork.
+        let cgroups: Vec<std::ffi::CString> = self
+            .cgroup_procs
+            .iter()
+            .filter_map(|p| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok())
+            .collect();
+        let mut moves: Vec<(i32, i32)> = vec![(plumbing.seccomp.as_raw_fd(), SECCOMP_FD)];
+        if let Some((theirs, _)) = &plumbing.info {
+            moves.push((theirs.as_raw_fd(), INFO_FD));
+        }
+        if let Some((theirs, _)) = &plumbing.block {
+            moves.push((theirs.as_raw_fd(), BLOCK_FD));
+        }
+        if let Some(resolv) = &plumbing.resolv {
+            moves.push((resolv.as_raw_fd(), RESOLV_FD));
+        }
+        for (n, fd) in self.inherited.iter().enumerate() {
+            moves.push((fd.as_raw_fd(), Sandbox::INHERITED_FDS + n as i32));
+        }
+        // SAFETY: only async-signal-safe calls (open, write, close, fcntl, dup2, setrlimit)
+        // between fork and exec; every buffer was allocated before the fork.
         unsafe {
             cmd.pre_exec(move || {
-                if let Some(path) = &cgroup {
+                for path in &cgroups {
                     let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
                     if fd < 0 {
                         return Err(std::io::Error::last_os_error());
@@ -302,6 +516,21 @@ impl Sandbox {
                     libc::close(fd);
                     if written != 2 {
                         return Err(std::io::Error::other("could not join the sandbox's cgroup"));
+                    }
+                }
+                // Out of the way of the numbers bubblewrap is told first, then into place
+                // (dup2 leaves the new descriptor open across exec).
+                let mut high = Vec::with_capacity(moves.len());
+                for (fd, _) in &moves {
+                    let moved = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 64);
+                    if moved < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    high.push(moved);
+                }
+                for (moved, (_, target)) in high.iter().zip(&moves) {
+                    if libc::dup2(*moved, *target) < 0 {
+                        return Err(std::io::Error::last_os_error());
                     }
                 }
                 if let Some(n) = nproc {
@@ -319,21 +548,43 @@ impl Sandbox {
         cmd
     }
 
+    /// Starts bubblewrap and, for a sandbox with egress, links its network namespace to the
+    /// outside before the command may run.
+    async fn start(&self, argv: &[OsString], stdin: Stdio) -> Result<Spawned, SandboxError> {
+        let plumbing = self.plumbing().map_err(SandboxError::Spawn)?;
+        let mut cmd = self.command(argv, &plumbing);
+        cmd.stdin(stdin);
+        let child = cmd.spawn().map_err(SandboxError::Spawn)?;
+        let Plumbing { info, block, .. } = plumbing;
+        let mut spawned = Spawned { child, sandbox_pid: None, egress: None };
+        if let (Network::Egress(policy), Some((theirs, ours)), Some((their_block, our_block))) =
+            (&self.network, info, block)
+        {
+            drop(theirs);
+            drop(their_block);
+            let pid = read_child_pid(ours).await?;
+            spawned.sandbox_pid = Some(pid);
+            let link = crate::egress::attach(policy, pid, !running_as_root()).await.map_err(SandboxError::Egress)?;
+            spawned.egress = Some(link);
+            let mut release = std::fs::File::from(our_block);
+            release.write_all(b"1")?;
+        }
+        Ok(spawned)
+    }
+
     /// Starts `argv` inside the sandbox with its stdin, stdout and stderr piped, for a process
     /// that lives on and talks over its pipes. The limits' timeout does not apply; the process
     /// is killed when the returned child is dropped (and with the server).
-    pub fn spawn<S: Into<OsString> + Clone>(&self, argv: &[S]) -> Result<tokio::process::Child, SandboxError> {
+    pub async fn spawn<S: Into<OsString> + Clone>(&self, argv: &[S]) -> Result<Spawned, SandboxError> {
         let argv: Vec<OsString> = argv.iter().cloned().map(Into::into).collect();
-        let mut cmd = self.command(&argv);
-        cmd.stdin(Stdio::piped());
-        cmd.spawn().map_err(SandboxError::Spawn)
+        self.start(&argv, Stdio::piped()).await
     }
 
     /// Runs `argv` inside the sandbox to completion (or to the timeout).
     pub async fn run<S: Into<OsString> + Clone>(&self, argv: &[S]) -> Result<Outcome, SandboxError> {
         let argv: Vec<OsString> = argv.iter().cloned().map(Into::into).collect();
         let started = Instant::now();
-        let mut child = self.command(&argv).spawn().map_err(SandboxError::Spawn)?;
+        let Spawned { mut child, egress, .. } = self.start(&argv, Stdio::null()).await?;
         let cap = self.limits.output_bytes;
         let stdout = capture(child.stdout.take(), cap);
         let stderr = capture(child.stderr.take(), cap);
@@ -346,6 +597,7 @@ impl Sandbox {
                 (child.wait().await?, true)
             }
         };
+        drop(egress);
         let (stdout, out_truncated) = stdout.await.unwrap_or_default();
         let (stderr, err_truncated) = stderr.await.unwrap_or_default();
         Ok(Outcome {
@@ -358,6 +610,50 @@ impl Sandbox {
             duration: started.elapsed(),
         })
     }
+}
+
+/// Reads bubblewrap's `--info-fd` until it closes and finds the sandbox's first process.
+async fn read_child_pid(fd: OwnedFd) -> Result<u32, SandboxError> {
+    let text = tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        std::fs::File::from(fd).read_to_string(&mut text).map(|_| text)
+    })
+    .await
+    .map_err(|e| SandboxError::Io(std::io::Error::other(e)))??;
+    let digits = text
+        .split("\"child-pid\"")
+        .nth(1)
+        .map(|rest| {
+            rest.chars().skip_while(|c| !c.is_ascii_digit()).take_while(char::is_ascii_digit).collect::<String>()
+        })
+        .unwrap_or_default();
+    digits
+        .parse()
+        .map_err(|_| SandboxError::Io(std::io::Error::other(format!("bubblewrap said no child pid: {text:?}"))))
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array on success.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are fresh and owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A sealed-off memory file holding `data`, positioned at its start, for bubblewrap to read.
+fn memfd_with(data: &[u8]) -> std::io::Result<OwnedFd> {
+    // SAFETY: a valid NUL-terminated name.
+    let fd = unsafe { libc::memfd_create(c"toolsmith-sandbox".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor owned by nothing else.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    file.write_all(data)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(file.into())
 }
 
 impl Default for Sandbox {

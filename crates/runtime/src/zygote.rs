@@ -11,13 +11,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+
+use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 
-use crate::cgroup::Cgroup;
-use crate::sandbox::{Limits, Mount, Sandbox, SandboxError};
+use crate::cgroup::SandboxCgroup;
+use crate::sandbox::{Identity, Limits, Mount, Network, Sandbox, SandboxError};
 
 /// The harness, compiled into the binary so that the server never reads its source tree.
 pub const HARNESS: &str = include_str!("../python/toolsmith_harness.py");
@@ -27,6 +30,9 @@ const HARNESS_DIR: &str = "/opt/toolsmith";
 const PROJECT_DIR: &str = "/project";
 const ENV_DIR: &str = "/env";
 const STDERR_KEPT: usize = 16 * 1024;
+/// Slots beyond the invocations that may run at once: the child forked ahead holds one, and an
+/// ended child holds its slot until the zygote has cleaned up after it.
+pub const SPARE_SLOTS: usize = 2;
 
 /// Limits of each invocation, applied in the forked child (the zygote itself runs under the
 /// sandbox's own limits).
@@ -59,8 +65,8 @@ impl Default for InvocationLimits {
     }
 }
 
-/// What starts a zygote.
-#[derive(Debug, Clone)]
+/// What starts a zygote. Its `Debug` leaves out the environment's values, which hold secrets.
+#[derive(Clone)]
 pub struct ZygoteConfig {
     /// The version's source tree (mounted read-only at `/project`).
     pub project: PathBuf,
@@ -76,14 +82,35 @@ pub struct ZygoteConfig {
     pub takes_context: bool,
     /// The tool's environment: env vars and decrypted secrets.
     pub env: Vec<(String, String)>,
-    /// Whether the sandbox shares the host's network.
-    pub network: bool,
+    /// How the sandbox reaches the network.
+    pub network: Network,
+    /// The host identity the tool's code runs as.
+    pub identity: Identity,
+    /// The size cap of `/tmp` and of `/dev/shm`, in bytes.
+    pub tmp_bytes: u64,
     /// Per-invocation limits.
     pub limits: InvocationLimits,
-    /// The process-count cgroup, when there is one.
-    pub cgroup: Option<Arc<Cgroup>>,
+    /// The sandbox's cgroups (the whole, its own processes, the per-invocation slots), when
+    /// cgroups are available.
+    pub cgroup: Option<Arc<SandboxCgroup>>,
+    /// Values masked in every error and log line about this zygote (the tool's secrets).
+    pub secrets: Vec<String>,
     /// How long importing the tool may take.
     pub start_timeout: Duration,
+}
+
+impl std::fmt::Debug for ZygoteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZygoteConfig")
+            .field("project", &self.project)
+            .field("venv", &self.venv)
+            .field("entrypoint", &self.entrypoint)
+            .field("env", &self.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+            .field("secrets", &self.secrets.len())
+            .field("identity", &self.identity)
+            .field("network", &self.network)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a zygote could not start.
@@ -154,17 +181,25 @@ pub enum RunOutcome {
 
 struct Shared {
     stdin: tokio::sync::Mutex<ChildStdin>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Finished>>>,
     alive: AtomicBool,
     next_id: AtomicU64,
 }
 
-/// A running zygote. Dropping it kills the sandbox and everything in it.
+/// A running zygote. Dropping it kills the sandbox and everything in it; the pool drops its
+/// reference when it replaces or stops a zygote, so the invocations still running on it finish
+/// first.
 pub struct Zygote {
     shared: Arc<Shared>,
     child: Mutex<Option<Child>>,
     limits: InvocationLimits,
-    _cgroup: Option<Arc<Cgroup>>,
+    /// One permit per per-invocation cgroup slot: invocations beyond wait for a slot.
+    slots: Option<Arc<Semaphore>>,
+    secrets: Vec<String>,
+    sandbox_pid: Option<u32>,
+    bwrap_pid: Option<u32>,
+    _cgroup: Option<Arc<SandboxCgroup>>,
+    _egress: Option<crate::egress::EgressLink>,
 }
 
 impl std::fmt::Debug for Zygote {
@@ -173,26 +208,133 @@ impl std::fmt::Debug for Zygote {
     }
 }
 
-async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Option<Value> {
-    let mut head = [0u8; 4];
-    reader.read_exact(&mut head).await.ok()?;
-    let len = u32::from_be_bytes(head) as usize;
-    let mut body = vec![0u8; len];
-    reader.read_exact(&mut body).await.ok()?;
-    serde_json::from_slice(&body).ok()
+/// The frames of the zygote protocol (see the harness's module comment for the byte layout).
+mod frame {
+    /// Server → zygote: the start configuration (JSON).
+    pub const START: u8 = b'S';
+    /// Server → zygote: a request; its payload goes to the child unread.
+    pub const REQUEST: u8 = b'R';
+    /// Server → zygote: kill the invocation with this id.
+    pub const KILL: u8 = b'K';
+    /// Zygote → server: whether the tool imported (JSON).
+    pub const READY: u8 = b'Y';
+    /// Zygote → server: the child's answer and its logs.
+    pub const ANSWER: u8 = b'A';
+    /// Zygote → server: the child ended without answering; a status and its logs.
+    pub const CRASHED: u8 = b'C';
+    /// Bytes before the payload: length (u32), kind (u8), id (u64).
+    pub const HEADER: usize = 13;
+    /// The largest frame either side accepts.
+    pub const MAX: usize = 256 << 20;
 }
 
-fn frame(message: &Value) -> Vec<u8> {
-    let body = serde_json::to_vec(message).unwrap_or_default();
-    let mut out = Vec::with_capacity(body.len() + 4);
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
+/// The start configuration the harness reads.
+#[derive(serde::Serialize)]
+struct StartFrame<'a> {
+    entrypoint: &'a str,
+    takes_context: bool,
+    env: BTreeMap<&'a str, &'a str>,
+    limits: LimitsFrame,
+    /// Per-invocation cgroup slots: for each, the descriptors of its `cgroup.procs` files.
+    slots: Vec<Vec<i32>>,
+}
+
+#[derive(serde::Serialize)]
+struct LimitsFrame {
+    memory_bytes: u64,
+    cpu_secs: u64,
+    file_size_bytes: u64,
+    output_bytes: usize,
+}
+
+/// The harness's answer to the start configuration.
+#[derive(serde::Deserialize, Default)]
+struct ReadyFrame {
+    ready: bool,
+    #[serde(rename = "type", default)]
+    exception_type: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    traceback: String,
+}
+
+/// A request as the child reads it.
+#[derive(serde::Serialize)]
+struct RequestFrame<'a> {
+    input: &'a Value,
+    context: &'a Value,
+}
+
+/// A child's answer.
+#[derive(serde::Deserialize)]
+struct AnswerFrame {
+    ok: bool,
+    #[serde(default)]
+    output: String,
+    #[serde(rename = "type", default)]
+    exception_type: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    trace: Vec<String>,
+    #[serde(default)]
+    duration_ms: f64,
+}
+
+/// What the zygote reported for one invocation.
+struct Finished {
+    kind: u8,
+    /// The answer's JSON (kind ANSWER) or the status text (kind CRASHED).
+    body: Vec<u8>,
+    logs: String,
+    truncated: bool,
+}
+
+/// One frame as read: kind, id, payload.
+async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Option<(u8, u64, Vec<u8>)> {
+    let mut head = [0u8; frame::HEADER];
+    reader.read_exact(&mut head).await.ok()?;
+    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let kind = head[4];
+    let id = u64::from_be_bytes(head[5..13].try_into().ok()?);
+    let payload_len = len.checked_sub(frame::HEADER - 4).filter(|n| *n <= frame::MAX)?;
+    let mut payload = vec![0u8; payload_len];
+    reader.read_exact(&mut payload).await.ok()?;
+    Some((kind, id, payload))
+}
+
+fn encode(kind: u8, id: u64, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + frame::HEADER);
+    out.extend_from_slice(&((payload.len() + frame::HEADER - 4) as u32).to_be_bytes());
+    out.push(kind);
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(payload);
     out
+}
+
+/// The first child of host process `pid` (bubblewrap's: the sandbox's first process).
+fn first_child_of(pid: u32) -> Option<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
+}
+
+/// Splits an ANSWER or CRASHED payload: `u32 body length | body | u8 truncated | logs`.
+fn split_report(kind: u8, payload: &[u8]) -> Option<Finished> {
+    if kind != frame::ANSWER && kind != frame::CRASHED {
+        return None;
+    }
+    let len = u32::from_be_bytes(payload.get(..4)?.try_into().ok()?) as usize;
+    let body = payload.get(4..4usize.checked_add(len)?)?.to_vec();
+    let rest = payload.get(4 + len..)?;
+    let (flag, logs) = rest.split_first()?;
+    Some(Finished { kind, body, logs: String::from_utf8_lossy(logs).into_owned(), truncated: *flag != 0 })
 }
 
 impl Zygote {
     /// Starts the sandbox, sends the configuration and waits until the tool is imported.
     pub async fn start(config: ZygoteConfig) -> Result<Zygote, StartError> {
+        let masked = |text: &str| mask(text, &config.secrets);
         let sandbox_limits = Limits {
             // The zygote's own limits bound the whole sandbox; each invocation gets tighter ones.
             memory_bytes: config.limits.memory_bytes.saturating_add(1 << 30),
@@ -202,6 +344,31 @@ impl Zygote {
             timeout: Duration::MAX,
             output_bytes: STDERR_KEPT,
         };
+        // The slots' cgroup.procs files, opened here (as the server) and handed down: a child
+        // joins its slot by writing to the descriptor, which needs no rights of its own.
+        let mut slot_files: Vec<Vec<OwnedFd>> = Vec::new();
+        if let Some(cgroup) = &config.cgroup {
+            for slot in &cgroup.slots {
+                let mut files = Vec::new();
+                for path in slot.procs() {
+                    let file = std::fs::OpenOptions::new().write(true).open(&path).map_err(|e| {
+                        StartError::NoAnswer(format!("cannot open the invocation cgroup {}: {e}", path.display()))
+                    })?;
+                    files.push(OwnedFd::from(file));
+                }
+                slot_files.push(files);
+            }
+        }
+        let mut slot_fds: Vec<Vec<i32>> = Vec::new();
+        let mut inherited: Vec<OwnedFd> = Vec::new();
+        for files in slot_files {
+            let mut numbers = Vec::new();
+            for file in files {
+                numbers.push(Sandbox::INHERITED_FDS + inherited.len() as i32);
+                inherited.push(file);
+            }
+            slot_fds.push(numbers);
+        }
         let sandbox = Sandbox::new()
             .mount(Mount::read_only_at(&config.project, PROJECT_DIR))
             .mount(Mount::read_only_at(&config.venv, ENV_DIR))
@@ -209,18 +376,23 @@ impl Zygote {
             .mount(Mount::read_only_at(&config.harness_dir, HARNESS_DIR))
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .cwd(PROJECT_DIR)
-            .network(config.network)
+            .network(config.network.clone())
+            .identity(config.identity)
+            .tmp_bytes(config.tmp_bytes)
             .limits(sandbox_limits)
             .as_pid_1(true)
-            .cgroup(config.cgroup.as_ref().map(|c| c.procs()))
+            .cgroups(config.cgroup.as_ref().map(|c| c.main.procs()).unwrap_or_default())
+            .inherit(inherited)
             // Without a cgroup, RLIMIT_NPROC is the fallback; it counts every process of the
             // user, the server's and other sandboxes' included, hence the headroom.
             .max_processes(if config.cgroup.is_none() { Some(config.limits.processes.max(64) * 8) } else { None });
-        let mut child = sandbox.spawn(&[
-            format!("{ENV_DIR}/bin/python"),
-            "-u".to_owned(),
-            format!("{HARNESS_DIR}/{HARNESS_FILE}"),
-        ])?;
+        let spawned = sandbox
+            .spawn(&[format!("{ENV_DIR}/bin/python"), "-u".to_owned(), format!("{HARNESS_DIR}/{HARNESS_FILE}")])
+            .await?;
+        let egress = spawned.egress;
+        let mut child = spawned.child;
+        let sandbox_pid = spawned.sandbox_pid;
+        let bwrap_pid = child.id();
         let mut stdin = child.stdin.take().ok_or_else(|| StartError::NoAnswer("no stdin".into()))?;
         let mut stdout = child.stdout.take().ok_or_else(|| StartError::NoAnswer("no stdout".into()))?;
         let stderr_tail = Arc::new(Mutex::new(Vec::<u8>::new()));
@@ -241,30 +413,32 @@ impl Zygote {
                 }
             });
         }
-        let env: serde_json::Map<String, Value> =
-            config.env.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-        let hello = json!({
-            "entrypoint": config.entrypoint,
-            "takes_context": config.takes_context,
-            "env": env,
-            "limits": {
-                "memory_bytes": config.limits.memory_bytes,
-                "cpu_secs": config.limits.cpu_secs,
-                "file_size_bytes": config.limits.file_size_bytes,
-                "output_bytes": config.limits.output_bytes,
+        let start = StartFrame {
+            entrypoint: &config.entrypoint,
+            takes_context: config.takes_context,
+            env: config.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            limits: LimitsFrame {
+                memory_bytes: config.limits.memory_bytes,
+                cpu_secs: config.limits.cpu_secs,
+                file_size_bytes: config.limits.file_size_bytes,
+                output_bytes: config.limits.output_bytes,
             },
-        });
-        let stderr_text = |tail: &Arc<Mutex<Vec<u8>>>| {
-            String::from_utf8_lossy(&tail.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+            slots: slot_fds,
         };
-        if stdin.write_all(&frame(&hello)).await.is_err() {
+        let start = serde_json::to_vec(&start).map_err(|e| StartError::NoAnswer(e.to_string()))?;
+        // What the harness printed to stderr may hold the tool's secrets: masked before it
+        // goes anywhere.
+        let stderr_text = |tail: &Arc<Mutex<Vec<u8>>>| {
+            masked(&String::from_utf8_lossy(&tail.lock().unwrap_or_else(|e| e.into_inner())))
+        };
+        if stdin.write_all(&encode(frame::START, 0, &start)).await.is_err() {
             let _ = child.wait().await;
             return Err(StartError::NoAnswer(stderr_text(&stderr_tail)));
         }
         let ready = tokio::time::timeout(config.start_timeout, read_frame(&mut stdout)).await;
         let ready = match ready {
-            Ok(Some(ready)) => ready,
-            Ok(None) => {
+            Ok(Some((frame::READY, _, payload))) => serde_json::from_slice::<ReadyFrame>(&payload).unwrap_or_default(),
+            Ok(_) => {
                 let _ = child.wait().await;
                 // Let the stderr reader catch up with what the process printed as it died.
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -277,12 +451,11 @@ impl Zygote {
                 )))
             }
         };
-        if ready.get("ready") != Some(&Value::Bool(true)) {
-            let text = |k: &str| ready.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        if !ready.ready {
             return Err(StartError::Import {
-                exception_type: text("type"),
-                message: text("message"),
-                traceback: text("traceback"),
+                exception_type: masked(&ready.exception_type),
+                message: masked(&ready.message),
+                traceback: masked(&ready.traceback),
             });
         }
         let shared = Arc::new(Shared {
@@ -293,24 +466,38 @@ impl Zygote {
         });
         let reader = shared.clone();
         let tail = stderr_tail.clone();
+        let secrets = config.secrets.clone();
         tokio::spawn(async move {
-            while let Some(answer) = read_frame(&mut stdout).await {
-                let Some(id) = answer.get("id").and_then(Value::as_u64) else { continue };
+            while let Some((kind, id, payload)) = read_frame(&mut stdout).await {
+                let Some(finished) = split_report(kind, &payload) else { continue };
                 let waiter = reader.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
                 if let Some(waiter) = waiter {
-                    let _ = waiter.send(answer);
+                    let _ = waiter.send(finished);
                 }
             }
             let was_alive = reader.alive.swap(false, Ordering::SeqCst);
             if was_alive {
                 // Not stopped by the pool: the harness itself ended. What it printed says why.
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                tracing::warn!(stderr = %stderr_text(&tail), "a tool runtime exited unexpectedly");
+                let text = String::from_utf8_lossy(&tail.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+                tracing::warn!(stderr = %mask(&text, &secrets), "a tool runtime exited unexpectedly");
             }
             // Dropping the senders tells every waiting caller that the runtime is gone.
             reader.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
         });
-        Ok(Zygote { shared, child: Mutex::new(Some(child)), limits: config.limits, _cgroup: config.cgroup })
+        let slots =
+            config.cgroup.as_ref().map(|c| Arc::new(Semaphore::new(c.slots.len().saturating_sub(SPARE_SLOTS).max(1))));
+        Ok(Zygote {
+            shared,
+            child: Mutex::new(Some(child)),
+            limits: config.limits,
+            slots,
+            secrets: config.secrets,
+            sandbox_pid,
+            bwrap_pid,
+            _cgroup: config.cgroup,
+            _egress: egress,
+        })
     }
 
     /// Whether the zygote still runs.
@@ -329,9 +516,9 @@ impl Zygote {
         }
     }
 
-    async fn send(&self, message: &Value) -> bool {
+    async fn send(&self, bytes: &[u8]) -> bool {
         let mut stdin = self.shared.stdin.lock().await;
-        stdin.write_all(&frame(message)).await.is_ok()
+        stdin.write_all(bytes).await.is_ok()
     }
 
     /// Runs one invocation in a fresh child of the zygote.
@@ -339,54 +526,78 @@ impl Zygote {
         if !self.is_alive() {
             return RunOutcome::RuntimeLost;
         }
+        let _slot = match &self.slots {
+            Some(slots) => match slots.clone().acquire_owned().await {
+                Ok(permit) => Some(permit),
+                Err(_) => return RunOutcome::RuntimeLost,
+            },
+            None => None,
+        };
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = oneshot::channel();
         self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
         let started = Instant::now();
-        if !self.send(&json!({"id": id, "input": input, "context": context})).await {
+        let body = serde_json::to_vec(&RequestFrame { input, context }).unwrap_or_default();
+        let mut request = Vec::with_capacity(body.len() + 4);
+        request.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        request.extend_from_slice(&body);
+        if !self.send(&encode(frame::REQUEST, id, &request)).await {
             self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             return RunOutcome::RuntimeLost;
         }
-        let answer = match tokio::time::timeout(self.limits.timeout, &mut rx).await {
-            Ok(Ok(answer)) => answer,
+        let finished = match tokio::time::timeout(self.limits.timeout, &mut rx).await {
+            Ok(Ok(finished)) => finished,
             Ok(Err(_)) => return RunOutcome::RuntimeLost,
             Err(_) => {
                 // The zygote kills the invocation's process group and reports the child's end;
                 // if it cannot within a moment, the whole sandbox goes.
-                let sent = self.send(&json!({"kill": id})).await;
+                let sent = self.send(&encode(frame::KILL, id, &[])).await;
                 let mut logs = String::new();
                 match tokio::time::timeout(Duration::from_secs(2), &mut rx).await {
-                    Ok(Ok(answer)) if sent => {
-                        logs = answer.get("logs").and_then(Value::as_str).unwrap_or_default().to_owned();
-                    }
+                    Ok(Ok(finished)) if sent => logs = finished.logs,
                     _ => self.kill(),
                 }
                 return RunOutcome::TimedOut { limit: self.limits.timeout, logs };
             }
         };
-        let text = |k: &str| answer.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let duration_ms = answer.get("duration_ms").and_then(Value::as_f64).unwrap_or_default();
-        let mut logs = text("logs");
-        if answer.get("truncated") == Some(&Value::Bool(true)) {
+        let mut logs = finished.logs;
+        if finished.truncated {
             logs.push_str("\n[output truncated: the tool printed more than the limit]\n");
         }
-        if answer.get("crashed") == Some(&Value::Bool(true)) {
+        if finished.kind != frame::ANSWER {
             return RunOutcome::Crashed {
-                status: text("status"),
+                status: String::from_utf8_lossy(&finished.body).into_owned(),
                 duration_ms: started.elapsed().as_secs_f64() * 1000.0,
                 logs,
             };
         }
-        if answer.get("ok") == Some(&Value::Bool(true)) {
-            RunOutcome::Returned { output: text("output"), duration_ms, logs }
-        } else {
-            let trace = answer
-                .get("trace")
-                .and_then(Value::as_array)
-                .map(|lines| lines.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-                .unwrap_or_default();
-            RunOutcome::Raised { exception_type: text("type"), message: text("message"), trace, duration_ms, logs }
+        match serde_json::from_slice::<AnswerFrame>(&finished.body) {
+            Ok(answer) if answer.ok => {
+                RunOutcome::Returned { output: answer.output, duration_ms: answer.duration_ms, logs }
+            }
+            Ok(answer) => RunOutcome::Raised {
+                exception_type: answer.exception_type,
+                message: answer.message,
+                trace: answer.trace,
+                duration_ms: answer.duration_ms,
+                logs,
+            },
+            Err(e) => RunOutcome::Crashed {
+                status: format!("the tool's answer could not be read: {e}"),
+                duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                logs,
+            },
         }
+    }
+
+    /// The host pid of the zygote's interpreter (PID 1 of its sandbox), for inspection.
+    pub fn sandbox_pid(&self) -> Option<u32> {
+        self.sandbox_pid.or_else(|| self.bwrap_pid.and_then(first_child_of))
+    }
+
+    /// The values masked in everything this zygote reports (the tool's secrets).
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets
     }
 }
 

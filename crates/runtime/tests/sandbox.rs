@@ -22,7 +22,7 @@ async fn sees_its_mounts_and_private_tmp_but_nothing_of_the_host() {
         .mount(Mount::read_only_at(project.path(), "/project"))
         .limits(quick())
         .run(&sh(&format!(
-            "cat /project/tool.py; echo; echo x > /tmp/w && cat /tmp/w; \
+            "cat /project/tool.py; echo; echo x > /tmp/w && cat /tmp/w; cat /etc/resolv.conf /etc/hosts /etc/passwd > /dev/null && echo ETC; \
              cat {}/key 2>/dev/null && echo LEAK; ls /work 2>/dev/null && echo LEAK; ls /root 2>/dev/null && echo LEAK; \
              echo y > /project/new 2>/dev/null && echo LEAK; echo y > /usr/new 2>/dev/null && echo LEAK; true",
             secret.path().display()
@@ -33,6 +33,7 @@ async fn sees_its_mounts_and_private_tmp_but_nothing_of_the_host() {
     assert!(outcome.success(), "{}", outcome.tail(2000));
     assert!(out.contains("print('hi')"), "{out}");
     assert!(out.contains("x\n"), "/tmp is writable: {out}");
+    assert!(out.contains("ETC"), "the visible /etc files are readable: {}", outcome.tail(2000));
     assert!(!out.contains("LEAK"), "{out}");
     assert!(!project.path().join("new").exists());
 }
@@ -59,7 +60,7 @@ async fn network_is_off_unless_allowed() {
     let probe = format!("/usr/bin/python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2); print('CONNECTED')\"");
     let closed = Sandbox::new().limits(quick()).run(&sh(&probe)).await.unwrap();
     assert!(!String::from_utf8_lossy(&closed.stdout).contains("CONNECTED"));
-    let open = Sandbox::new().network(true).limits(quick()).run(&sh(&probe)).await.unwrap();
+    let open = Sandbox::new().network(toolsmith_runtime::Network::Host).limits(quick()).run(&sh(&probe)).await.unwrap();
     assert!(String::from_utf8_lossy(&open.stdout).contains("CONNECTED"), "{}", open.tail(2000));
 }
 

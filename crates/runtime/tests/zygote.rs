@@ -30,6 +30,7 @@ fn fixture(limits: InvocationLimits, network: bool) -> Fixture {
     let venv = dir.path().join("venv");
     let made = Command::new("python3").args(["-m", "venv", "--without-pip"]).arg(&venv).status().unwrap();
     assert!(made.success());
+    let network = if network { toolsmith_runtime::Network::Host } else { toolsmith_runtime::Network::Off };
     let config = PoolConfig { limits, network, ..PoolConfig::default() };
     let pool = Arc::new(Pool::new(config, &dir.path().join("runtime")).unwrap());
     Fixture { venv, pool, _dir: dir }
@@ -37,6 +38,8 @@ fn fixture(limits: InvocationLimits, network: bool) -> Fixture {
 
 fn runtime(f: &Fixture, tool: &str, entrypoint: &str, env: &[(&str, &str)]) -> VersionRuntime {
     VersionRuntime {
+        identity: toolsmith_runtime::Identity::NOBODY,
+        secrets: Vec::new(),
         project: sample(tool),
         venv: f.venv.clone(),
         base_prefix: base_prefix(),
@@ -94,7 +97,10 @@ async fn env_vars_reach_the_tool_and_a_changed_environment_replaces_the_zygote()
     let rt2 = runtime(&f, "hostile", "hostile.tool:run", &[("API_TOKEN", "second-token-value")]);
     let z2 = f.pool.zygote("hostile", &rt2).await.unwrap();
     assert!(!Arc::ptr_eq(&z, &z2));
-    assert!(!z.is_alive(), "the stale zygote is stopped");
+    // The pool let go of the stale zygote: once its last user does too, it is gone.
+    let stale = Arc::downgrade(&z);
+    drop(z);
+    assert!(stale.upgrade().is_none(), "the stale zygote is stopped");
     assert_eq!(returned(&z2.invoke(&json!({"action": "secret"}), &json!({})).await), "second-token-value");
 }
 
@@ -238,7 +244,9 @@ async fn idle_zygotes_are_stopped_and_busy_pools_refuse_at_once() {
     assert!(pool.try_permits(1).is_ok());
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(pool.running(), 0, "the idle zygote was stopped");
-    assert!(!z.is_alive());
+    let idle = Arc::downgrade(&z);
+    drop(z);
+    assert!(idle.upgrade().is_none(), "nothing but this test held the idle zygote");
     // The next use starts a new one.
     let z = pool.zygote("counter", &runtime(&f, "counter", "counter.tool:run", &[])).await.unwrap();
     assert_eq!(returned(&z.invoke(&json!({}), &json!({})).await), "1");

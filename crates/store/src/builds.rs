@@ -11,7 +11,8 @@ use crate::{Store, StoreError, UserRef};
 /// Where a build stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildState {
-    /// Still running (or its process died; see [`Store::fail_stale_builds`]).
+    /// Still running (or its server died; see [`Store::fail_stale_builds`] and
+    /// [`Store::lock_tool`], which fail such builds once nothing holds them).
     Running,
     /// Produced a version.
     Succeeded,
@@ -125,21 +126,48 @@ impl Store {
         Ok(row.map(|r| build_from_row(&r)).transpose()?)
     }
 
-    /// Marks builds still "running" after `older_than_secs` as failed: their server died
-    /// mid-build (a live build is bounded by the build timeout, far below that age).
+    /// Marks as failed the builds whose server died while they ran: publish builds whose tool
+    /// lock is released or its lease run out (a publish holds the tool's lock, renewed, from
+    /// before its build starts until after the build is recorded as finished), and any build
+    /// still "running" after `older_than_secs` (test builds hold no lock; a live build is
+    /// bounded by its steps' time limits, far below that age). Safe to run at any time and from
+    /// any server process.
     pub async fn fail_stale_builds(&self, older_than_secs: i64) -> Result<u64, StoreError> {
         let now = Timestamp::now();
         let done = sqlx::query(
-            "UPDATE builds SET state = 'failed', message = 'The build was interrupted (its server stopped).', finished_at = $1 \
-             WHERE state = 'running' AND created_at < $2",
+            "UPDATE builds SET state = 'failed', message = $1, finished_at = $2 \
+             WHERE state = 'running' AND (created_at < $3 OR (tool_id IS NOT NULL AND NOT EXISTS ( \
+                 SELECT 1 FROM tool_operation_locks l \
+                 WHERE l.org_id = builds.org_id AND l.tool_id = builds.tool_id AND l.expires_at >= $2)))",
         )
+        .bind(INTERRUPTED)
         .bind(now.0)
         .bind(now.plus_secs(-older_than_secs).0)
         .execute(&self.db.write)
         .await?;
         Ok(done.rows_affected())
     }
+
+    /// Marks as failed every build of `tool_id` still "running": called by whoever has just
+    /// taken the tool's lock, so no build of the tool can be live (publishes build only while
+    /// holding the lock) and those rows were left by a holder that died.
+    pub(crate) async fn fail_builds_of_lost_holder(&self, org_id: &str, tool_id: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE builds SET state = 'failed', message = $3, finished_at = $4 \
+             WHERE org_id = $1 AND tool_id = $2 AND state = 'running'",
+        )
+        .bind(org_id)
+        .bind(tool_id)
+        .bind(INTERRUPTED)
+        .bind(Timestamp::now().0)
+        .execute(&self.db.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
 }
+
+/// The message of a build whose server died before it finished.
+const INTERRUPTED: &str = "The build was interrupted: the server running it stopped before it finished.";
 
 fn build_from_row(r: &AnyRow) -> Result<BuildRecord, sqlx::Error> {
     Ok(BuildRecord {

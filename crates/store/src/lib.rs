@@ -20,6 +20,7 @@ pub use locks::ToolLock;
 mod migrate;
 mod pushes;
 mod rate_limits;
+mod sandbox_identities;
 pub mod secrets;
 pub mod testing;
 mod tools;

@@ -3,7 +3,8 @@
 //! Publishing and deprecating the same tool must not interleave. The lock is a row in the
 //! database with a lease: the holder renews it while it works, and a holder that crashed stops
 //! renewing, so the lease runs out and the next operation takes the lock over instead of waiting
-//! for a release that will never come.
+//! for a release that will never come. Taking a lock over also fails the build records its dead
+//! holder left "running" (see [`Store::lock_tool`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,6 +29,10 @@ pub struct ToolLock {
 impl Store {
     /// Tries to take the operation lock of a tool for `lease`; `None` when another live holder
     /// has it. The lease is renewed in the background for as long as the returned guard lives.
+    ///
+    /// A publish builds only while it holds its tool's lock, so once the lock is taken no build
+    /// of the tool can be running: builds still recorded as running were left by a holder that
+    /// died, and are marked failed here.
     pub async fn lock_tool(
         &self,
         org_id: &str,
@@ -59,21 +64,21 @@ impl Store {
             return Ok(None);
         }
         let released = Arc::new(AtomicBool::new(false));
-        spawn_renewal(
-            self.clone(),
-            org_id.to_owned(),
-            tool_id.to_owned(),
-            holder.clone(),
-            lease_secs,
-            released.clone(),
-        );
-        Ok(Some(ToolLock {
+        let guard = ToolLock {
             store: self.clone(),
             org_id: org_id.to_owned(),
             tool_id: tool_id.to_owned(),
-            holder,
-            released,
-        }))
+            holder: holder.clone(),
+            released: released.clone(),
+        };
+        spawn_renewal(self.clone(), org_id.to_owned(), tool_id.to_owned(), holder, lease_secs, released);
+        match self.fail_builds_of_lost_holder(org_id, tool_id).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(%tool_id, count = n, "failed the builds a dead lock holder left running"),
+            // The lock is held either way; the rows are failed by the next sweep.
+            Err(err) => tracing::warn!(%tool_id, error = %err, "could not fail the builds of a dead lock holder"),
+        }
+        Ok(Some(guard))
     }
 
     async fn renew_tool_lock(

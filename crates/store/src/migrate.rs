@@ -37,6 +37,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_invocations.sql"),
         postgres: include_str!("../migrations/postgres/0004_invocations.sql"),
     },
+    Migration {
+        version: 5,
+        sqlite: include_str!("../migrations/sqlite/0005_sandbox_identities.sql"),
+        postgres: include_str!("../migrations/postgres/0005_sandbox_identities.sql"),
+    },
 ];
 
 /// An arbitrary constant that names toolsmith's migration lock among PostgreSQL advisory locks.

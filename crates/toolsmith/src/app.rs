@@ -12,6 +12,10 @@ use toolsmith_store::Store;
 use crate::http::rate_limit::RateLimiter;
 use crate::identity::token::TokenSigner;
 
+/// The default first uid of sandbox identities: far above the uids of people and system
+/// services, and below the range some tools treat as negative.
+pub const DEFAULT_SANDBOX_UID_BASE: u32 = 1_500_000_000;
+
 /// Tunables of the running service, validated at start.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -29,10 +33,27 @@ pub struct Settings {
     pub build_step_timeout: Duration,
     /// How tools run: concurrency, limits, network, idle eviction.
     pub runtime: PoolConfig,
+    /// The first host uid of sandbox identities; each organization gets the two after
+    /// `base + 2 × its slot`.
+    pub sandbox_uid_base: u32,
+    /// How builds reach the network (resolving and downloading dependencies).
+    pub build_network: toolsmith_runtime::Network,
+    /// Memory of each build step, all its processes together.
+    pub build_memory_bytes: u64,
+    /// Processes and threads each build step may have at once.
+    pub build_max_processes: u64,
+    /// The size cap of each build step's `/tmp` and `/dev/shm`.
+    pub build_tmp_bytes: u64,
 }
 
 impl Default for Settings {
+    /// The settings of a server started without flags: tools and builds reach the network
+    /// through egress.
     fn default() -> Self {
+        let egress = match toolsmith_runtime::EgressPolicy::new(&[]) {
+            Ok(policy) => toolsmith_runtime::Network::Egress(std::sync::Arc::new(policy)),
+            Err(_) => toolsmith_runtime::Network::Off,
+        };
         Settings {
             token_ttl: Duration::from_secs(3600),
             envvar_tombstone: Duration::from_secs(60),
@@ -40,7 +61,12 @@ impl Default for Settings {
             max_body_bytes: 1 << 20,
             max_active_versions: 3,
             build_step_timeout: Duration::from_secs(300),
-            runtime: PoolConfig::default(),
+            sandbox_uid_base: DEFAULT_SANDBOX_UID_BASE,
+            build_network: egress.clone(),
+            build_memory_bytes: 2048 << 20,
+            build_max_processes: 256,
+            build_tmp_bytes: 512 << 20,
+            runtime: PoolConfig { network: egress, ..PoolConfig::default() },
         }
     }
 }
@@ -88,6 +114,12 @@ impl AppState {
             let dir = b.artifacts.parent().unwrap_or(&b.artifacts).join("runtime");
             match Pool::new(settings.runtime.clone(), &dir) {
                 Ok(pool) => {
+                    if !toolsmith_runtime::sandbox::running_as_root() {
+                        tracing::warn!(
+                            "not running as root: tool code runs as this service's own uid in a user namespace, \
+                             not as a separate uid per organization"
+                        );
+                    }
                     if let Some(why) = pool.cgroup_problem() {
                         tracing::warn!(
                             reason = why,
@@ -163,5 +195,16 @@ impl AppState {
     /// The service's tunables.
     pub fn settings(&self) -> &Settings {
         &self.0.settings
+    }
+
+    /// The host identity `org_id`'s sandboxes run as for `purpose`.
+    pub async fn sandbox_identity(
+        &self,
+        org_id: &str,
+        purpose: toolsmith_runtime::Purpose,
+    ) -> Result<toolsmith_runtime::Identity, String> {
+        let slot = self.0.store.sandbox_slot(org_id).await.map_err(|e| e.to_string())?;
+        toolsmith_runtime::Identity::of_slot(self.0.settings.sandbox_uid_base, slot, purpose)
+            .ok_or_else(|| format!("organization {org_id} has sandbox slot {slot}, beyond the range of uids"))
     }
 }

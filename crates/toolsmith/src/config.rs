@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -18,6 +19,8 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once per process: boxing the serve options would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service (creates an organization, an admin and an API key on first start).
@@ -90,6 +93,26 @@ pub enum Switch {
     Off,
 }
 
+/// How sandboxed code reaches the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkMode {
+    /// No network but the sandbox's own loopback.
+    Off,
+    /// The internet through a userspace stack: never the host's loopback, and no private,
+    /// link-local or host address unless `--tool-egress-allow` names it.
+    Egress,
+    /// The host's own network, loopback and every local service included. Unsafe.
+    Host,
+}
+
+fn network(mode: NetworkMode, egress: &Arc<toolsmith_runtime::EgressPolicy>) -> toolsmith_runtime::Network {
+    match mode {
+        NetworkMode::Off => toolsmith_runtime::Network::Off,
+        NetworkMode::Egress => toolsmith_runtime::Network::Egress(egress.clone()),
+        NetworkMode::Host => toolsmith_runtime::Network::Host,
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -147,6 +170,19 @@ pub struct ServeArgs {
     /// Time limit of each build step, in seconds.
     #[arg(long, env = "TOOLSMITH_BUILD_STEP_TIMEOUT_SECS", default_value_t = 300)]
     pub build_step_timeout_secs: u64,
+    /// Memory of each build step (resolving, installing, testing, inspecting), all its
+    /// processes together, in MiB.
+    #[arg(long, env = "TOOLSMITH_BUILD_MEMORY_MIB", default_value_t = 2048,
+          value_parser = clap::value_parser!(u64).range(256..=1_048_576))]
+    pub build_memory_mib: u64,
+    /// Processes and threads each build step may have at once.
+    #[arg(long, env = "TOOLSMITH_BUILD_MAX_PROCESSES", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(16..=65_536))]
+    pub build_max_processes: u64,
+    /// The size cap of each build step's `/tmp` and `/dev/shm`, in MiB.
+    #[arg(long, env = "TOOLSMITH_BUILD_TMP_MIB", default_value_t = 512,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub build_tmp_mib: u64,
     /// Invocations that may run at once; more are refused with 503 and `Retry-After`.
     #[arg(long, env = "TOOLSMITH_MAX_CONCURRENT_INVOCATIONS", default_value_t = 64)]
     pub max_concurrent_invocations: usize,
@@ -168,9 +204,25 @@ pub struct ServeArgs {
     /// Bytes of a tool's stdout and stderr kept per invocation; the rest is dropped.
     #[arg(long, env = "TOOLSMITH_INVOKE_LOG_BYTES", default_value_t = 256 << 10)]
     pub invoke_log_bytes: usize,
-    /// Whether tools may open network connections.
-    #[arg(long, env = "TOOLSMITH_TOOL_NETWORK", value_enum, default_value = "on")]
-    pub tool_network: Switch,
+    /// How tools reach the network: `off`, `egress` (default) or `host` (unsafe: the host's loopback and every local service).
+    #[arg(long, env = "TOOLSMITH_TOOL_NETWORK", value_enum, default_value = "egress")]
+    pub tool_network: NetworkMode,
+    /// How builds reach the network to resolve and download dependencies: `off`, `egress`
+    /// (default) or `host` (unsafe).
+    #[arg(long, env = "TOOLSMITH_BUILD_NETWORK", value_enum, default_value = "egress")]
+    pub build_network: NetworkMode,
+    /// A network (CIDR) or host name that sandboxes with egress may reach although it is
+    /// private, link-local or the host's own. Repeatable.
+    #[arg(long = "tool-egress-allow", env = "TOOLSMITH_TOOL_EGRESS_ALLOW", value_delimiter = ',')]
+    pub tool_egress_allow: Vec<String>,
+    /// The first host uid of sandbox identities (two per organization follow it).
+    #[arg(long, env = "TOOLSMITH_SANDBOX_UID_BASE", default_value_t = crate::app::DEFAULT_SANDBOX_UID_BASE,
+          value_parser = clap::value_parser!(u32).range(1000..=2_000_000_000))]
+    pub sandbox_uid_base: u32,
+    /// The size cap of each sandbox's `/tmp` and of its `/dev/shm`, in MiB.
+    #[arg(long, env = "TOOLSMITH_TOOL_TMP_MIB", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub tool_tmp_mib: u64,
     /// A version's runtime unused for this many seconds is stopped.
     #[arg(long, env = "TOOLSMITH_RUNTIME_IDLE_SECS", default_value_t = 600)]
     pub runtime_idle_secs: u64,
@@ -223,6 +275,10 @@ impl ServeArgs {
                 self.build_step_timeout_secs
             ));
         }
+        let egress = Arc::new(
+            toolsmith_runtime::EgressPolicy::new(&self.tool_egress_allow)
+                .map_err(|e| format!("--tool-egress-allow: {e}"))?,
+        );
         Ok(Settings {
             token_ttl: Duration::from_secs(self.token_ttl_secs),
             envvar_tombstone: Duration::from_secs(self.envvar_tombstone_secs),
@@ -234,7 +290,8 @@ impl ServeArgs {
                 max_concurrent: self.max_concurrent_invocations,
                 idle_timeout: Duration::from_secs(self.runtime_idle_secs),
                 max_zygotes: self.max_runtimes,
-                network: self.tool_network == Switch::On,
+                network: network(self.tool_network, &egress),
+                tmp_bytes: self.tool_tmp_mib << 20,
                 limits: toolsmith_runtime::InvocationLimits {
                     memory_bytes: self.invoke_memory_mib << 20,
                     cpu_secs: self.invoke_cpu_secs,
@@ -245,6 +302,11 @@ impl ServeArgs {
                 },
                 start_timeout: Duration::from_secs(60),
             },
+            sandbox_uid_base: self.sandbox_uid_base,
+            build_network: network(self.build_network, &egress),
+            build_memory_bytes: self.build_memory_mib << 20,
+            build_max_processes: self.build_max_processes,
+            build_tmp_bytes: self.build_tmp_mib << 20,
         })
     }
 

@@ -56,8 +56,9 @@ pub fn state(
     AppState::new(store, repos, builder, TokenSigner::new(token_key), limiter, settings)
 }
 
-/// Finds the toolchain and prepares the environments and artifacts directories under the data
-/// directory; the error is the reason publishing will be unavailable.
+/// Finds the toolchain and prepares the environments, caches, scratch and artifacts directories
+/// under the data directory (removing what a server that died left in its scratch space); the
+/// error is the reason publishing will be unavailable.
 pub async fn open_builder(
     data_dir: &std::path::Path,
     python: &str,
@@ -103,15 +104,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let builder = open_builder(&args.storage.data_dir, &args.python, args.uv.as_deref()).await;
     match &builder {
         Ok(b) => {
-            tracing::info!(python = %b.toolchain.python.display(), version = %b.toolchain.version, uv = %b.toolchain.uv.display(), "build toolchain ready")
+            tracing::info!(python = %b.toolchain.python.display(), version = %b.toolchain.version, uv = %b.toolchain.uv.display(), "build toolchain ready");
+            if let Some(why) = b.envs.cgroup_problem() {
+                tracing::warn!(
+                    reason = why,
+                    "no cgroup for build steps; their processes are bounded by RLIMIT_NPROC, per identity"
+                );
+            }
         }
         Err(why) => tracing::warn!(reason = %why, "publishing is unavailable until the build toolchain is installed"),
     }
-    // Builds left "running" by a server that stopped will never finish.
-    let stale = store.fail_stale_builds(settings.build_step_timeout.as_secs() as i64 * 4).await?;
+    // Builds left "running" by a server that stopped will never finish: failed now, and from
+    // then on as soon as the lease of the lock they ran under runs out. A build has at most six
+    // sandboxed steps (resolving and installing may each take two), each within the step timeout.
+    let build_age = settings.build_step_timeout.as_secs() as i64 * 8;
+    let stale = store.fail_stale_builds(build_age).await?;
     if stale > 0 {
         tracing::warn!(count = stale, "marked interrupted builds as failed");
     }
+    spawn_stale_build_sweep(store.clone(), settings.lock_lease, build_age);
     let app = crate::http::router(state(store.clone(), repos, builder, token_key, limiter, settings));
     let listener = TcpListener::bind(args.listen)
         .await
@@ -121,6 +132,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every lock lease, fails the builds whose server died (see `Store::fail_stale_builds`): on
+/// PostgreSQL another server process may have died, and a publish of a tool that is never
+/// published again would otherwise stay "running".
+fn spawn_stale_build_sweep(store: Store, period: std::time::Duration, build_age: i64) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            match store.fail_stale_builds(build_age).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(count = n, "marked builds whose server stopped as failed"),
+                Err(e) => tracing::warn!(error = %e, "could not look for builds whose server stopped"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -26,7 +26,7 @@ fn free_port() -> u16 {
 
 /// Starts `toolsmith serve` and returns it with everything it printed up to the sign-in command.
 fn serve(data: &std::path::Path, port: u16) -> (Running, String) {
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["serve", "--data-dir"])
         .arg(data)
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -34,6 +34,11 @@ fn serve(data: &std::path::Path, port: u16) -> (Running, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    welcome(child)
+}
+
+/// Reads what a first start prints, up to the sign-in command, and keeps the server's stdout open.
+fn welcome(mut child: Child) -> (Running, String) {
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     let mut out = String::new();
     while !out.contains("x-user-id") {
@@ -193,7 +198,7 @@ fn a_closed_stdout_does_not_stop_the_server() {
 }
 
 fn serve_with(data: &std::path::Path, port: u16, extra: &[&str]) -> (Running, String) {
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["serve", "--data-dir"])
         .arg(data)
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -202,16 +207,7 @@ fn serve_with(data: &std::path::Path, port: u16, extra: &[&str]) -> (Running, St
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut out = String::new();
-    while !out.contains("x-user-id") {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => out.push_str(&line),
-        }
-    }
-    (Running { child, _stdout: Some(reader) }, out)
+    welcome(child)
 }
 
 /// Signs in with the command the first start printed; the API base and the authorization header.
@@ -302,11 +298,14 @@ fn a_server_killed_in_the_middle_of_a_publish_leaves_nothing_half_made() {
     let versions = listed["tool_versions"].as_array().unwrap();
     assert_eq!(versions.len(), 1, "the interrupted publish left no version: {listed}");
     assert_eq!(versions[0]["project_directory"], "hello_world");
-    // Every environment that exists is complete; unfinished ones stay in staging, never trusted.
-    for entry in std::fs::read_dir(data.path().join("envs")).unwrap() {
-        let entry = entry.unwrap();
-        if !entry.file_name().to_string_lossy().starts_with('.') {
-            assert!(entry.path().join(".complete").exists(), "{:?}", entry.path());
+    // Every environment that exists (one directory per organization, one per environment in
+    // it) is complete; unfinished ones stay in staging, never trusted.
+    for org in std::fs::read_dir(data.path().join("envs")).unwrap() {
+        for entry in std::fs::read_dir(org.unwrap().path()).unwrap() {
+            let entry = entry.unwrap();
+            if !entry.file_name().to_string_lossy().starts_with('.') {
+                assert!(entry.path().join(".complete").exists(), "{:?}", entry.path());
+            }
         }
     }
 }
@@ -374,4 +373,134 @@ fn every_acknowledged_invocation_survives_a_killed_server() {
         }
     }
     assert!(stored >= acknowledged, "{acknowledged} invocations were acknowledged but only {stored} are stored");
+}
+
+/// The sample tools that publish, each with one input it accepts and a piece of what it answers.
+const SAMPLES: &[(&str, &str, &str)] = &[
+    ("no_deps", r#"{"text": "abc-echo"}"#, "abc-echo"),
+    ("with_lock", r#"{"size_bytes": 3000}"#, "3.0 kB"),
+    ("needs_env", r#"{"name": "Ada"}"#, "Hello Ada (API_TOKEN has 10 characters)"),
+    (
+        "rich_signature",
+        r#"{"trip": {"origin": {"city": "Delft"}, "destination": {"city": "Porto"}}, "travellers": ["Ada"]}"#,
+        "Porto",
+    ),
+    ("counter", "{}", "1"),
+    ("context_echo", r#"{"note": "hi"}"#, "hi"),
+    ("raises", "{}", "this tool always fails"),
+    ("hostile", r#"{"action": "secret"}"#, "********"),
+    ("intruder", r#"{"action": "probe"}"#, "\\\"seccomp\\\": \\\"2\\\""),
+];
+
+/// Pushes `examples/tools` through the server's git endpoint, then publishes and invokes every
+/// sample that is meant to publish; returns the probe the intruder sample reported.
+fn run_every_sample(api: &str, auth: &str, work: &std::path::Path) -> serde_json::Value {
+    let git = |args: &str| {
+        sh(&format!(
+            "cd {} && git -c user.name=T -c user.email=t@example.invalid -c 'http.extraHeader={auth}' {args}",
+            work.display()
+        ))
+    };
+    git(&format!("clone --quiet {api}/tool/git repo"));
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    sh(&format!("cp -r {} {}/repo/examples", examples.display(), work.display()));
+    git("-C repo add -A && git -C repo -c user.name=T -c user.email=t@example.invalid commit --quiet -m samples");
+    git("-C repo push --quiet origin main");
+    let mut probe = serde_json::Value::Null;
+    for (name, input, expected) in SAMPLES {
+        let created = sh(&format!(
+            "curl -s -X POST {api}/tool/ -H '{auth}' -H 'content-type: application/json' -d '{{\"name\": \"{name}\", \"description\": \"d\", \"tags\": {{}}}}'"
+        ));
+        let tool = serde_json::from_str::<serde_json::Value>(&created).unwrap()["id"].as_str().unwrap().to_owned();
+        let env = match *name {
+            "needs_env" => {
+                r#"{"inserts": [{"name": "GREETING_PREFIX", "value": "Hello", "is_secret": false}, {"name": "API_TOKEN", "value": "token-1234", "is_secret": true}]}"#
+            }
+            "hostile" => r#"{"inserts": [{"name": "API_TOKEN", "value": "token-1234", "is_secret": true}]}"#,
+            "intruder" => {
+                r#"{"inserts": [{"name": "API_TOKEN", "value": "token-1234", "is_secret": true}, {"name": "INTRUDER_AT_IMPORT", "value": "no", "is_secret": false}]}"#
+            }
+            _ => "",
+        };
+        if !env.is_empty() {
+            sh(&format!(
+                "curl -sf -X POST {api}/tool/{tool}/envvar -H '{auth}' -H 'content-type: application/json' -d '{env}'"
+            ));
+        }
+        let published = sh(&format!(
+            "curl -s -m 300 -X POST {api}/tool/{tool}/version -H '{auth}' -H 'content-type: application/json' -d '{{\"project_path\": \"examples/tools/{name}\", \"bump_type\": \"major\"}}'"
+        ));
+        assert!(published.contains("1.0.0"), "{name} did not publish: {published}");
+        let answer = sh(&format!(
+            "curl -s -m 60 -X POST {api}/tool/{tool}/version/1.0.0/invoke -H '{auth}' -H 'content-type: application/json' \
+             -d '{{\"inputs\": [{{\"input_parameters\": {input}, \"invocation_mode\": \"regular\"}}]}}'"
+        ));
+        assert!(answer.contains("invocation_results") && answer.contains(expected), "{name}: {answer}");
+        if *name == "intruder" {
+            let parsed: serde_json::Value = serde_json::from_str(&answer).unwrap();
+            probe = serde_json::from_str(parsed["invocation_results"][0]["output"].as_str().unwrap()).unwrap();
+        }
+    }
+    probe
+}
+
+#[test]
+fn every_sample_tool_runs_on_a_server_started_as_it_is() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (_server, printed) = serve_with(data.path(), port, &["--rate-limits", "off"]);
+    wait_healthy(port);
+    let (api, auth) = sign_in(&printed, port);
+    let work = tempfile::tempdir().unwrap();
+    let probe = run_every_sample(&api, &auth, work.path());
+    assert_ne!(probe["uid"], 0, "{probe}");
+    assert_eq!(probe["cap_eff"], "0000000000000000", "{probe}");
+}
+
+#[test]
+fn an_unprivileged_service_user_runs_every_sample_tool() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Already unprivileged: the test above is this test.
+        return;
+    }
+    // Everything the service user needs, readable by it: the binary, uv, and a data directory
+    // it owns. The interpreter is the system's (the developer's may sit in a private home).
+    let home = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(home.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let bin = home.path().join("toolsmith");
+    std::fs::copy(BIN, &bin).unwrap();
+    let uv = sh("python3 -c 'import uv; print(uv.find_uv_bin())' 2>/dev/null || command -v uv");
+    std::fs::copy(uv.trim(), home.path().join("uv")).unwrap();
+    let python = ["/usr/bin/python3", "/usr/local/bin/python3"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("a system Python");
+    let data = home.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    sh(&format!("chown -R 65534:65534 {}", data.display()));
+    let port = free_port();
+    let child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&bin)
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--rate-limits", "off", "--python", python])
+        // Egress needs /dev/net/tun, which machines like this one keep for root: the service
+        // user's tools run without network, its builds on the host's.
+        .args(["--tool-network", "off", "--build-network", "host", "--uv"])
+        .arg(home.path().join("uv"))
+        .env("HOME", &data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (_server, printed) = welcome(child);
+    wait_healthy(port);
+    let (api, auth) = sign_in(&printed, port);
+    let work = tempfile::tempdir().unwrap();
+    let probe = run_every_sample(&api, &auth, work.path());
+    assert_eq!(probe["uid"], 65534, "the service user's own uid, in a user namespace: {probe}");
+    assert_eq!(probe["cap_eff"], "0000000000000000", "{probe}");
+    assert_eq!(probe["seccomp"], "2", "{probe}");
 }

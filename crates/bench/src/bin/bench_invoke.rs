@@ -436,6 +436,8 @@ async fn measure_zygote(python: &Path, scratch: &Path) -> anyhow::Result<Vec<Row
     let base_prefix = run_checked(Command::new(python).args(["-c", "import sys; print(sys.base_prefix)"]))?;
     let pool = Pool::new(PoolConfig::default(), &scratch.join("runtime"))?;
     let runtime = VersionRuntime {
+        identity: toolsmith_runtime::Identity::NOBODY,
+        secrets: Vec::new(),
         project: scratch.join("trivial_tool"),
         venv,
         base_prefix: PathBuf::from(base_prefix.trim()),

@@ -7,14 +7,20 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::repo::{clone, git};
+use crate::repo::{git, url};
 use crate::support::{Backend, Resp, TestApp};
 
 /// Pushes `examples/tools` into the organization's repository on `main`.
 pub async fn push_samples(app: &TestApp) {
+    push_samples_to(app, "acme", &app.admin).await;
+}
+
+/// Pushes `examples/tools` into `org`'s repository on `main`, as `user` of that organization.
+pub async fn push_samples_to(app: &TestApp, org: &str, user: &crate::support::User) {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("w");
-    assert!(clone(app, &app.admin, &dir).await.ok);
+    let cloned = git(work.path(), &["clone", "--quiet", &url(app, org, org, user), dir.to_str().unwrap()]).await;
+    assert!(cloned.ok, "{}", cloned.stderr);
     let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/tools");
     copy_dir(&examples, &dir.join("examples/tools"));
     assert!(git(&dir, &["add", "-A"]).await.ok);

@@ -218,7 +218,7 @@ both_backends!(
     env_vars_and_secrets_reach_the_tool_masked_and_hostile_tools_are_contained,
     |backend: Backend| async move {
         let mut options = Options::default();
-        options.settings.runtime.network = false;
+        options.settings.runtime.network = toolsmith_runtime::Network::Off;
         options.settings.runtime.limits.timeout = Duration::from_secs(3);
         options.settings.runtime.limits.cpu_secs = 5;
         options.settings.runtime.limits.memory_bytes = 256 << 20;

@@ -4,11 +4,13 @@
 mod support;
 
 mod auth;
+mod build_isolation;
 mod contract;
 mod envvars;
 mod examples;
 mod invocations;
 mod invoke;
+mod isolation;
 mod locks;
 mod rate_limits;
 mod repo;

@@ -11,7 +11,7 @@ use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
 use toolsmith_domain::time::Timestamp;
 use toolsmith_domain::{ObjectId, Specifier, Version};
-use toolsmith_runtime::{mask, RunOutcome, StartError, VersionRuntime, Zygote};
+use toolsmith_runtime::{mask, Purpose, RunOutcome, StartError, VersionRuntime, Zygote};
 use toolsmith_store::{NewInvocation, ToolVersion};
 
 use crate::app::AppState;
@@ -442,8 +442,14 @@ pub async fn invoke(
     };
     let _permits = pool.try_permits(inputs.len() as u32).map_err(|_| busy())?;
     let env = env?;
+    let identity = state.sandbox_identity(&caller.org_id, Purpose::Run).await.map_err(|e| {
+        tracing::error!(error = %e, "no sandbox identity");
+        ApiError::internal()
+    })?;
     let secrets: Vec<String> = env.iter().filter(|e| e.is_secret).map(|e| e.value.clone()).collect();
     let runtime = VersionRuntime {
+        identity,
+        secrets: secrets.clone(),
         project: builder.artifacts.join(&version.content_digest),
         venv: builder.envs.path_of(&version.environment_key),
         base_prefix: builder.toolchain.base_prefix.clone(),

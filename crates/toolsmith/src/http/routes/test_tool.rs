@@ -146,7 +146,13 @@ pub async fn test(
         .with_header(HeaderName::from_static("retry-after"), HeaderValue::from_static("1"))
     })?;
     let secrets: Vec<String> = secret_envvars.values().cloned().collect();
+    let identity = state.sandbox_identity(&caller.org_id, toolsmith_runtime::Purpose::Run).await.map_err(|e| {
+        tracing::error!(error = %e, "no sandbox identity");
+        ApiError::internal()
+    })?;
     let runtime = VersionRuntime {
+        identity,
+        secrets: secrets.clone(),
         project: output.artifact_dir.clone(),
         venv: output.env.dir.clone(),
         base_prefix: builder.toolchain.base_prefix.clone(),

@@ -10,9 +10,10 @@ use axum::{Extension, Json};
 use serde_json::{json, Value};
 use toolsmith_build::export::is_ancestor;
 use toolsmith_build::pipeline::{build, BuildInput, BuildOutput, FailureKind};
+use toolsmith_build::{BuildLimits, Identities};
 use toolsmith_domain::{BumpType, Specifier, Version};
 use toolsmith_repo::scaffold;
-use toolsmith_runtime::Limits;
+use toolsmith_runtime::Purpose;
 use toolsmith_store::{BuildState, NewVersion, StoreError, ToolVersion, UserRef};
 
 use super::repo::ensure_repo;
@@ -74,17 +75,37 @@ pub(crate) async fn recorded_build(
     job: BuildJob<'_>,
 ) -> Result<(BuildOutput, String), ApiError> {
     let store = state.store();
-    let build_id = store.start_build(&caller.org_id, job.tool_id, job.kind, &caller.user).await?;
     let repo_dir = state.repos().path_of(&caller.org_id).map_err(|_| ApiError::internal())?;
-    let timeout = state.settings().build_step_timeout;
+    let identity = |purpose| async move {
+        state.sandbox_identity(&caller.org_id, purpose).await.map_err(|e| {
+            tracing::error!(error = %e, "no sandbox identity for a build");
+            ApiError::internal()
+        })
+    };
+    // uv works as the organization's build identity; its tests run as its tools do.
+    let identities = Identities { build: identity(Purpose::Build).await?, run: identity(Purpose::Run).await? };
+    let settings = state.settings();
+    let timeout = settings.build_step_timeout;
+    let limits = BuildLimits {
+        timeout,
+        cpu_secs: timeout.as_secs(),
+        memory_bytes: settings.build_memory_bytes,
+        processes: settings.build_max_processes,
+        tmp_bytes: settings.build_tmp_bytes,
+        ..BuildLimits::default()
+    };
+    let build_id = store.start_build(&caller.org_id, job.tool_id, job.kind, &caller.user).await?;
     let built = build(BuildInput {
+        org_id: &caller.org_id,
         repo: &repo_dir,
         commit: job.commit,
         project_path: job.project_path,
         toolchain: &builder.toolchain,
         envs: &builder.envs,
         artifacts: &builder.artifacts,
-        limits: Limits { timeout, cpu_secs: timeout.as_secs(), ..Limits::default() },
+        identities,
+        network: settings.build_network.clone(),
+        limits,
     })
     .await;
     let failure = match built {
@@ -277,9 +298,16 @@ fn warm_up(state: &AppState, version: &ToolVersion, output: &toolsmith_build::pi
     let project = output.artifact_dir.clone();
     let venv = output.env.dir.clone();
     let base_prefix = builder.toolchain.base_prefix.clone();
+    let state = state.clone();
     tokio::spawn(async move {
         let Ok(env) = store.envvar_values(&version.org_id, &version.tool_id).await else { return };
+        let Ok(identity) = state.sandbox_identity(&version.org_id, toolsmith_runtime::Purpose::Run).await else {
+            return;
+        };
+        let secrets = env.iter().filter(|e| e.is_secret).map(|e| e.value.clone()).collect();
         let runtime = toolsmith_runtime::VersionRuntime {
+            identity,
+            secrets,
             project,
             venv,
             base_prefix,
