@@ -132,6 +132,11 @@ impl Server {
         self._data.path()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Resident memory of the server process in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         rss_kib(Path::new(&format!("/proc/{}/status", self.child.id())))

@@ -5,6 +5,7 @@
 //! [`ids::ObjectId`] or a [`names::ToolName`] never re-checks it.
 
 pub mod ids;
+pub mod invocation_source;
 pub mod names;
 pub mod permissions;
 pub mod tags;
@@ -12,6 +13,7 @@ pub mod time;
 pub mod version;
 
 pub use ids::{ObjectId, OrgId};
+pub use invocation_source::{InvocationSource, SourceType};
 pub use names::{EnvVarName, ToolName};
 pub use permissions::{Permission, PermissionSet, Role};
 pub use tags::{Tag, TagFilter};

@@ -1,8 +1,9 @@
 //! Permissions and the built-in roles that grant them.
 //!
 //! The permission strings are the ones the wire contract names (`Tool:CreateTool`, …) plus a few
-//! for the operations it leaves open (reading tools, reading invocations, testing, pushing), so a
-//! read-only user can be told apart from one who may change things.
+//! for the operations it leaves open (reading tools, reading invocations, testing, pushing,
+//! attaching an invocation source), so a read-only user can be told apart from one who may change
+//! things, and an agent runtime from a person calling a tool.
 
 use std::fmt;
 
@@ -33,11 +34,15 @@ pub enum Permission {
     GetToolInvocation,
     /// Grant and revoke other users' repository access.
     UpdateUserInfo,
+    /// Say, when invoking, which conversation or simulation the invocation belongs to. Records
+    /// of those sources are read by whoever may read that conversation or simulation, so only
+    /// the runtimes that really run them may attach one.
+    AttachInvocationSource,
 }
 
 impl Permission {
     /// Every permission, for roles that grant all of them.
-    pub const ALL: [Permission; 12] = [
+    pub const ALL: [Permission; 13] = [
         Permission::GetTool,
         Permission::CreateTool,
         Permission::ModifyTool,
@@ -50,6 +55,7 @@ impl Permission {
         Permission::GetSimulationUnitTestSetRun,
         Permission::GetToolInvocation,
         Permission::UpdateUserInfo,
+        Permission::AttachInvocationSource,
     ];
 
     /// The permission's name as the wire contract and documentation spell it.
@@ -67,6 +73,7 @@ impl Permission {
             Permission::GetSimulationUnitTestSetRun => "Simulation:GetSimulationUnitTestSetRun",
             Permission::GetToolInvocation => "Tool:GetToolInvocation",
             Permission::UpdateUserInfo => "User:UpdateUserInfo",
+            Permission::AttachInvocationSource => "Tool:AttachInvocationSource",
         }
     }
 }
@@ -82,19 +89,24 @@ impl fmt::Display for Permission {
 pub enum Role {
     /// Everything, including managing other users' access.
     Admin,
-    /// Writes tools and their code: everything but user management.
+    /// Writes tools and their code: everything but user management and attaching invocation
+    /// sources.
     Developer,
-    /// Calls published tools (an agent's service account).
+    /// Calls published tools.
     Invoker,
     /// Reads tools, versions and invocation records.
     Viewer,
     /// Reads the repository; what `POST /user/{id}/tool-repo-access` grants.
     RepoReader,
+    /// An agent runtime's service account: calls published tools on behalf of conversations and
+    /// simulations, and says which one each call belongs to.
+    AgentRuntime,
 }
 
 impl Role {
     /// Every built-in role.
-    pub const ALL: [Role; 5] = [Role::Admin, Role::Developer, Role::Invoker, Role::Viewer, Role::RepoReader];
+    pub const ALL: [Role; 6] =
+        [Role::Admin, Role::Developer, Role::Invoker, Role::Viewer, Role::RepoReader, Role::AgentRuntime];
 
     /// The role's name as stored and as typed on the command line.
     pub fn as_str(self) -> &'static str {
@@ -104,6 +116,7 @@ impl Role {
             Role::Invoker => "invoker",
             Role::Viewer => "viewer",
             Role::RepoReader => "repo-reader",
+            Role::AgentRuntime => "agent-runtime",
         }
     }
 
@@ -133,6 +146,7 @@ impl Role {
             Role::Invoker => &[GetTool, InvokeTool],
             Role::Viewer => &[GetTool, GetInteractionInsights, GetSimulationUnitTestSetRun, GetToolInvocation],
             Role::RepoReader => &[AccessRepo],
+            Role::AgentRuntime => &[GetTool, InvokeTool, AttachInvocationSource],
         }
     }
 }
@@ -182,5 +196,17 @@ mod tests {
         let both = PermissionSet::from_roles([Role::Invoker, Role::RepoReader]);
         assert!(both.contains(Permission::AccessRepo) && both.contains(Permission::InvokeTool));
         assert!(!PermissionSet::default().contains(Permission::GetTool));
+    }
+
+    #[test]
+    fn only_admins_and_agent_runtimes_attach_invocation_sources() {
+        let attaching: Vec<Role> = Role::ALL
+            .into_iter()
+            .filter(|r| PermissionSet::from_roles([*r]).contains(Permission::AttachInvocationSource))
+            .collect();
+        assert_eq!(attaching, [Role::Admin, Role::AgentRuntime]);
+        let runtime = PermissionSet::from_roles([Role::AgentRuntime]);
+        assert!(runtime.contains(Permission::InvokeTool) && runtime.contains(Permission::GetTool));
+        assert!(!runtime.contains(Permission::GetToolInvocation) && !runtime.contains(Permission::TestTool));
     }
 }

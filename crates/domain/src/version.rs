@@ -61,13 +61,14 @@ impl Version {
 
     /// The version after `highest` (the highest ever published, deprecated ones included) for a
     /// bump; with nothing published yet, counting starts from `0.0.0`, so the first `major` is
-    /// `1.0.0`.
+    /// `1.0.0`. A part already at `u64::MAX` stays there rather than wrapping to a number that
+    /// was used before.
     pub fn next(highest: Option<Version>, bump: BumpType) -> Version {
         let v = highest.unwrap_or(Version { major: 0, minor: 0, patch: 0 });
         match bump {
-            BumpType::Major => Version { major: v.major + 1, minor: 0, patch: 0 },
-            BumpType::Minor => Version { major: v.major, minor: v.minor + 1, patch: 0 },
-            BumpType::Patch => Version { major: v.major, minor: v.minor, patch: v.patch + 1 },
+            BumpType::Major => Version { major: v.major.saturating_add(1), minor: 0, patch: 0 },
+            BumpType::Minor => Version { major: v.major, minor: v.minor.saturating_add(1), patch: 0 },
+            BumpType::Patch => Version { major: v.major, minor: v.minor, patch: v.patch.saturating_add(1) },
         }
     }
 }

@@ -243,8 +243,13 @@ impl RepoStore {
         let path = query.path.as_deref().map(normalize_path).transpose()?;
         let git = self.git(org)?;
         let commit = resolve(&git, &query.reference).await?;
-        let limit = query.limit.max(1);
-        let skip = format!("--skip={}", limit * query.page.saturating_sub(1));
+        // A page past anything git can count, or a window ending before the first moment git can
+        // record, is empty, whatever the history holds.
+        let Some((skip, limit)) = page_window(query.limit, query.page) else { return Ok(Page::empty()) };
+        if query.until.is_some_and(|t| t < 0) {
+            return Ok(Page::empty());
+        }
+        let skip = format!("--skip={skip}");
         let count = format!("--max-count={}", limit + 1);
         let mut args: Vec<String> = vec!["log".into(), LOG_FORMAT.into(), skip, count, "--no-renames".into()];
         let with_files = query.changed_files || query.stats;
@@ -254,11 +259,14 @@ impl RepoStore {
         if query.stats {
             args.push("--numstat".into());
         }
+        // `@<seconds> +0000` is git's raw date form; without the zone, git reads numbers of fewer
+        // than nine digits (before 1973) as something else. Git's clock starts at the epoch, so an
+        // earlier `since` means "from the beginning".
         if let Some(since) = query.since {
-            args.push(format!("--since=@{since}"));
+            args.push(format!("--since=@{} +0000", since.max(0)));
         }
         if let Some(until) = query.until {
-            args.push(format!("--until=@{until}"));
+            args.push(format!("--until=@{until} +0000"));
         }
         args.extend(["--end-of-options".into(), commit]);
         if let Some(p) = path.filter(|p| !p.is_empty()) {
@@ -288,11 +296,28 @@ impl RepoStore {
     pub async fn branches(&self, org: &str, limit: usize, page: usize) -> Result<Page<BranchInfo>, RepoError> {
         let git = self.git(org)?;
         let all = branches(&git, None).await?;
-        let limit = limit.max(1);
-        let start = limit * page.saturating_sub(1);
+        let Some((start, limit)) = page_window(limit, page) else { return Ok(Page::empty()) };
         let items: Vec<BranchInfo> = all.iter().skip(start).take(limit).cloned().collect();
-        Ok(Page { has_more: all.len() > start + items.len(), items })
+        Ok(Page { has_more: all.len() > start.saturating_add(items.len()), items })
     }
+}
+
+impl<T> Page<T> {
+    fn empty() -> Self {
+        Page { items: Vec::new(), has_more: false }
+    }
+}
+
+/// The most items git counts in `--skip` and `--max-count` (it reads them as a C `int`).
+const GIT_MAX_COUNT: usize = i32::MAX as usize;
+
+/// The items to skip and the page size for 1-based page `page` of `limit` items (a `limit` of 0
+/// counts as 1, page 0 as page 1); `None` when the page starts beyond what git can count, so
+/// that no caller's number overflows or reaches git as a number it refuses.
+pub fn page_window(limit: usize, page: usize) -> Option<(usize, usize)> {
+    let limit = limit.clamp(1, GIT_MAX_COUNT - 1);
+    let skip = limit.checked_mul(page.saturating_sub(1))?;
+    (skip <= GIT_MAX_COUNT).then_some((skip, limit))
 }
 
 async fn resolve(git: &Git, reference: &str) -> Result<String, RepoError> {
@@ -354,13 +379,19 @@ fn parse_commit(record: &str, with_files: bool, stats: bool) -> Option<CommitInf
     let mut fields = record.splitn(7, '\u{1f}');
     let sha = fields.next()?.to_owned();
     let parents = fields.next()?.split_whitespace().map(str::to_owned).collect();
-    let timestamp = fields.next()?.parse().ok()?;
+    let timestamp = git_time(fields.next()?)?;
     let author_name = fields.next()?.to_owned();
     let author_email = fields.next()?.to_owned();
     let message = fields.next()?.trim_end().to_owned();
     let rest = fields.next().unwrap_or_default();
     let changed_files = with_files.then(|| parse_changes(rest, stats));
     Some(CommitInfo { sha, message, timestamp, author_name, author_email, parents, changed_files })
+}
+
+/// A commit time as git prints it (unsigned seconds); one beyond `i64` (a pushed commit may carry
+/// any number) saturates rather than hiding the commit.
+fn git_time(text: &str) -> Option<i64> {
+    text.parse::<u64>().ok().map(|t| i64::try_from(t).unwrap_or(i64::MAX))
 }
 
 fn parse_changes(text: &str, stats: bool) -> Vec<ChangedFile> {
@@ -472,7 +503,7 @@ async fn branches(git: &Git, only: Option<&str>) -> Result<Vec<BranchInfo>, Repo
             Some(BranchInfo {
                 name: fields.next()?.to_owned(),
                 sha: fields.next()?.to_owned(),
-                timestamp: fields.next()?.parse().ok()?,
+                timestamp: git_time(fields.next()?)?,
                 message: fields.next()?.trim_end().to_owned(),
             })
         })

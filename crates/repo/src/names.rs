@@ -17,14 +17,18 @@ pub fn check_org(org: &str) -> Result<(), RepoError> {
     }
 }
 
+/// The longest ref a caller may give, in characters.
+pub const MAX_REF_LEN: usize = 255;
+
 /// Checks a ref as a caller may give it: a branch name or a full or abbreviated commit id.
 ///
 /// The rules are git's own for branch names (`git check-ref-format`), tightened: no leading `-`
-/// (it would read as an option), no `..`, no `@{`, no control characters, spaces or the
-/// characters git reserves (`~^:?*[\`).
+/// (it would read as an option), no `..`, no `@{`, no control characters, white space or the
+/// characters git reserves (`~^:?*[\`). The error says which rule failed, not the ref itself,
+/// so that it can be shown next to the input without repeating it.
 pub fn check_ref(r: &str) -> Result<(), RepoError> {
-    let bad = |why: &str| Err(RepoError::InvalidRef(format!("{r:?}: {why}")));
-    if r.is_empty() || r.len() > 255 {
+    let bad = |why: &str| Err(RepoError::InvalidRef(why.to_owned()));
+    if r.is_empty() || r.chars().count() > MAX_REF_LEN {
         return bad("must be 1 to 255 characters");
     }
     if r.starts_with('-') || r.starts_with('/') || r.ends_with('/') || r.ends_with('.') {
@@ -33,8 +37,8 @@ pub fn check_ref(r: &str) -> Result<(), RepoError> {
     if r.contains("..") || r.contains("@{") || r.contains("//") || r == "@" {
         return bad("must not contain '..', '@{' or '//'");
     }
-    if r.chars().any(|c| c.is_control() || " ~^:?*[\\".contains(c)) {
-        return bad("contains a character git does not allow in ref names");
+    if r.chars().any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c)) {
+        return bad("contains white space, a control character or one of the characters git reserves (~^:?*[\\)");
     }
     if r.split('/').any(|part| part.starts_with('.') || part.ends_with(".lock")) {
         return bad("a component starts with '.' or ends with '.lock'");
@@ -49,9 +53,9 @@ pub fn looks_like_sha(r: &str) -> bool {
 
 /// Normalizes a path inside the repository: `""`, `"/"` and `"."` are the root; the result has
 /// no leading or trailing `/`. Absolute paths, `..` and `.` components, empty components, NUL,
-/// and anything inside `.git` are refused.
+/// and anything inside `.git` are refused; the error says which rule failed.
 pub fn normalize_path(raw: &str) -> Result<String, RepoError> {
-    let bad = |why: &str| Err(RepoError::InvalidPath(format!("{raw:?}: {why}")));
+    let bad = |why: &str| Err(RepoError::InvalidPath(why.to_owned()));
     if raw.len() > 4096 {
         return bad("too long");
     }
@@ -103,6 +107,7 @@ mod tests {
             "a.lock",
             "a\nb",
             "a//b",
+            "a\u{2000}b",
         ] {
             assert!(check_ref(bad).is_err(), "{bad:?}");
         }

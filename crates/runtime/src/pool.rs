@@ -210,7 +210,14 @@ impl Pool {
     /// running one is dead or was started with another environment. Concurrent callers share
     /// one start.
     pub async fn zygote(&self, key: &str, runtime: &VersionRuntime) -> Started {
+        self.zygote_traced(key, runtime).await.0
+    }
+
+    /// [`Pool::zygote`], and how long the start took when this call started the zygote (a cold
+    /// start), for metrics.
+    pub async fn zygote_traced(&self, key: &str, runtime: &VersionRuntime) -> (Started, Option<Duration>) {
         let fingerprint = runtime.fingerprint();
+        let mut init = None;
         for _ in 0..2 {
             let cell = {
                 let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -241,21 +248,25 @@ impl Pool {
                 entry.last_used = Instant::now();
                 entry.cell.clone()
             };
+            let init = &mut init;
             let started = cell
                 .get_or_init(|| async {
-                    match self.zygote_config(runtime) {
+                    let began = Instant::now();
+                    let started = match self.zygote_config(runtime) {
                         Ok(config) => Zygote::start(config).await.map(Arc::new).map_err(Arc::new),
                         Err(e) => Err(Arc::new(e)),
-                    }
+                    };
+                    *init = Some(began.elapsed());
+                    started
                 })
                 .await
                 .clone();
             match &started {
                 Ok(z) if !z.is_alive() => continue,
-                _ => return started,
+                _ => return (started, *init),
             }
         }
-        Err(Arc::new(StartError::NoAnswer("the tool's runtime exited as it started".into())))
+        (Err(Arc::new(StartError::NoAnswer("the tool's runtime exited as it started".into()))), init)
     }
 
     fn make_room(&self, entries: &mut HashMap<String, Entry>) {
@@ -289,6 +300,11 @@ impl Pool {
             entries.remove(key);
         }
         idle.len()
+    }
+
+    /// How many invocations hold a slot now.
+    pub fn in_flight(&self) -> usize {
+        self.config.max_concurrent.max(1).saturating_sub(self.permits.available_permits())
     }
 
     /// How many zygotes are running.

@@ -479,6 +479,9 @@ impl Sandbox {
                 "--clear-groups".to_owned(),
                 "--inh-caps=-all".to_owned(),
                 "--no-new-privs".to_owned(),
+                // Changing the uid clears the parent-death signal bubblewrap set: set again, the
+                // command (PID 1 with `as_pid_1`) still dies with its sandbox.
+                "--pdeathsig=SIGKILL".to_owned(),
                 "--".to_owned(),
             ]);
         }

@@ -180,7 +180,8 @@ pub enum RunOutcome {
 }
 
 struct Shared {
-    stdin: tokio::sync::Mutex<ChildStdin>,
+    /// `None` once the zygote is stopped: closing it is the harness's signal to end.
+    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Finished>>>,
     alive: AtomicBool,
     next_id: AtomicU64,
@@ -459,7 +460,7 @@ impl Zygote {
             });
         }
         let shared = Arc::new(Shared {
-            stdin: tokio::sync::Mutex::new(stdin),
+            stdin: tokio::sync::Mutex::new(Some(stdin)),
             pending: Mutex::new(HashMap::new()),
             alive: AtomicBool::new(true),
             next_id: AtomicU64::new(1),
@@ -493,7 +494,8 @@ impl Zygote {
             limits: config.limits,
             slots,
             secrets: config.secrets,
-            sandbox_pid,
+            // bubblewrap has started the command by now (it answered).
+            sandbox_pid: sandbox_pid.or_else(|| bwrap_pid.and_then(first_child_of)),
             bwrap_pid,
             _cgroup: config.cgroup,
             _egress: egress,
@@ -509,16 +511,37 @@ impl Zygote {
     pub fn kill(&self) {
         self.shared.alive.store(false, Ordering::SeqCst);
         if let Some(mut child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            // The sandbox's PID 1 runs as another uid than bubblewrap, so the parent-death signal
+            // bubblewrap asks for is not allowed to reach it: the server kills it itself (which
+            // ends its PID namespace), while bubblewrap still waits for it, so the pid is its.
+            if let Some(pid) = self.sandbox_pid() {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
             let _ = child.start_kill();
-            tokio::spawn(async move {
-                let _ = child.wait().await;
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = child.wait().await;
+                });
+            }
+        }
+        // And whatever happens to the signal, end of input makes the harness exit.
+        if let Ok(mut stdin) = self.shared.stdin.try_lock() {
+            stdin.take();
+        } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let shared = self.shared.clone();
+            runtime.spawn(async move {
+                shared.stdin.lock().await.take();
             });
         }
     }
 
     async fn send(&self, bytes: &[u8]) -> bool {
         let mut stdin = self.shared.stdin.lock().await;
-        stdin.write_all(bytes).await.is_ok()
+        match stdin.as_mut() {
+            Some(stdin) => stdin.write_all(bytes).await.is_ok(),
+            None => false,
+        }
     }
 
     /// Runs one invocation in a fresh child of the zygote.

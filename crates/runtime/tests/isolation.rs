@@ -172,3 +172,25 @@ async fn memory_processes_and_scratch_space_are_bounded_per_invocation() {
     // The zygote lived through all of it.
     assert_eq!(report(&f, "probe", json!({})).await["seccomp"], "2");
 }
+
+#[tokio::test]
+async fn a_stopped_runtime_takes_all_its_processes_with_it() {
+    let f = fixture(InvocationLimits::default(), 64 << 20);
+    let z = f.pool.zygote("intruder", &f.runtime).await.unwrap();
+    assert_eq!(report(&f, "processes:3", json!({})).await["started"], 3);
+    let pid = z.sandbox_pid().expect("the zygote's pid");
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    f.pool.evict(&["intruder".to_owned()]);
+    drop(z);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // Gone, or a zombie waiting for whoever inherited it to reap it.
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()) != Some("Z"))
+            .unwrap_or(false)
+    };
+    while alive(pid) {
+        assert!(std::time::Instant::now() < deadline, "the zygote {pid} outlived its sandbox");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

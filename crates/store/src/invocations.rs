@@ -4,8 +4,17 @@
 //!
 //! Every sort ends in `seq`, the order rows were recorded in, which makes every order total. A
 //! continuation token is the `seq` of the last row of a page: the next page starts after that
-//! row's sort key, wherever the row sits, so reading page 10,000 costs what page 1 does.
+//! row's sort key, wherever the row sits, so reading page 10,000 costs what page 1 does. Every
+//! sort field has an index in the order the listing reads it (the field, `created_at`, `seq`),
+//! and another behind `tool_id` for the listing of one tool, so a page is an index walk whatever
+//! its depth.
+//!
+//! Records older than a retention are deleted in small batches ([`Store::delete_invocations_before`]);
+//! a token naming a deleted record still continues where the record stood when the order is led
+//! by `created_at`.
 
+#[cfg(test)]
+mod plans;
 mod text;
 mod writer;
 
@@ -15,45 +24,15 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use toolsmith_domain::time::Timestamp;
-use toolsmith_domain::{Specifier, Version};
+use toolsmith_domain::{InvocationSource, Specifier, Version};
 
 use crate::db::{get_bool, placeholders, Dialect};
-use crate::tools::{bind_all, Bind};
+use crate::tools::{bind_all, Bind, UserRef};
 use crate::{Store, StoreError};
 
+/// Where an invocation came from; reading each kind takes its own permission.
+pub use toolsmith_domain::SourceType;
 pub(crate) use writer::Recorder;
-
-/// Where an invocation came from: the `type` of its `invocation_source`. Reading each kind
-/// takes its own permission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SourceType {
-    /// `regular-conversation`: an agent in a conversation with a real user.
-    RegularConversation,
-    /// `simulation-conversation`: an agent in a simulated conversation.
-    SimulationConversation,
-    /// `direct` (toolsmith's own): a user called the tool through the API.
-    Direct,
-}
-
-impl SourceType {
-    /// Every source type.
-    pub const ALL: [SourceType; 3] =
-        [SourceType::RegularConversation, SourceType::SimulationConversation, SourceType::Direct];
-
-    /// The `type` string of the source object.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceType::RegularConversation => "regular-conversation",
-            SourceType::SimulationConversation => "simulation-conversation",
-            SourceType::Direct => "direct",
-        }
-    }
-
-    /// Parses a `type` string.
-    pub fn parse(s: &str) -> Option<SourceType> {
-        SourceType::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-}
 
 /// One invocation to record.
 #[derive(Debug, Clone)]
@@ -80,10 +59,11 @@ pub struct NewInvocation {
     pub duration_ms: i64,
     /// The `input_parameters` object.
     pub inputs: Value,
-    /// The `invocation_source` object exactly as it is to be returned; its `type`,
-    /// `conversation_id` and `simulation_unit_test_set_run_id` are also kept as columns to
-    /// filter on.
-    pub source: Value,
+    /// Where the call came from; its type, conversation and simulation run are also kept as
+    /// columns to filter on.
+    pub source: InvocationSource,
+    /// Who called: the authenticated user, whatever source they attached.
+    pub caller: UserRef,
     /// What the tool printed, secrets already masked.
     pub logs: String,
     /// When it was invoked.
@@ -117,8 +97,11 @@ pub struct Invocation {
     pub duration_ms: i64,
     /// The input parameters.
     pub inputs: Value,
-    /// The `invocation_source` object as recorded.
-    pub source: Value,
+    /// Where the call came from.
+    pub source: InvocationSource,
+    /// Who called; `None` for records made before callers were recorded (other than direct
+    /// calls, whose source names the caller).
+    pub caller: Option<UserRef>,
     /// When it was invoked.
     pub created_at: Timestamp,
     /// When the record last changed (records do not change, so the same).
@@ -132,8 +115,9 @@ pub struct InvocationLogs {
     pub id: String,
     /// The invoked tool.
     pub tool_id: String,
-    /// The `type` of its source, as recorded.
-    pub source_type: String,
+    /// The kind of its source; `None` for a kind this server does not know (recorded by a newer
+    /// one sharing the database), which nobody may read here.
+    pub source_type: Option<SourceType>,
     /// What the tool printed.
     pub logs: String,
 }
@@ -297,9 +281,11 @@ pub(crate) struct Prepared {
     duration_ms: i64,
     inputs_json: String,
     source_json: String,
-    source_type: String,
+    source_type: &'static str,
     conversation_id: Option<String>,
     simulation_run_id: Option<String>,
+    caller_org_id: String,
+    caller_user_id: String,
     created_at: i64,
     logs: String,
     /// SQLite: the distinct words of output, message, type and trace, space separated.
@@ -319,7 +305,6 @@ fn number(n: u64) -> i64 {
 
 impl Prepared {
     fn new(row: NewInvocation, dialect: Dialect) -> Prepared {
-        let str_field = |key: &str| row.source.get(key).and_then(Value::as_str).map(clean);
         let output = row.output.as_deref().map(clean);
         let exception_type = row.exception_type.as_deref().map(clean);
         let exception_message = row.exception_message.as_deref().map(clean);
@@ -338,10 +323,14 @@ impl Prepared {
                 (Default::default(), text::tsvector(&weighted))
             }
         };
+        // JSON escapes a NUL inside the source, but the filter columns hold plain text.
         Prepared {
-            source_type: str_field("type").unwrap_or_default(),
-            conversation_id: str_field("conversation_id"),
-            simulation_run_id: str_field("simulation_unit_test_set_run_id"),
+            source_type: row.source.source_type().as_str(),
+            conversation_id: row.source.conversation_id().map(clean),
+            simulation_run_id: row.source.simulation_run_id().map(clean),
+            source_json: serde_json::to_string(&row.source).unwrap_or_else(|_| "{}".into()),
+            caller_org_id: clean(&row.caller.org_id),
+            caller_user_id: clean(&row.caller.user_id),
             org_id: row.org_id,
             id: row.id,
             tool_id: row.tool_id,
@@ -355,7 +344,6 @@ impl Prepared {
             stack_trace_json: serde_json::to_string(&trace).unwrap_or_else(|_| "[]".into()),
             duration_ms: row.duration_ms,
             inputs_json: row.inputs.to_string(),
-            source_json: row.source.to_string(),
             created_at: row.created_at.0,
             logs: clean(&row.logs),
             search_text,
@@ -371,7 +359,7 @@ const MAX_WALK_ROWS: i64 = 50_000;
 
 const COLUMNS: &str = "i.seq, i.org_id, i.id, i.tool_id, i.major, i.minor, i.patch, i.succeeded, i.output, \
     i.exception_type, i.exception_message, i.exception_stack_trace, i.duration_ms, i.inputs, i.source, \
-    i.created_at, i.updated_at";
+    i.caller_org_id, i.caller_user_id, i.created_at, i.updated_at";
 
 impl Store {
     /// Records invocations; when this returns `Ok` they are committed and on disk. Concurrent
@@ -401,20 +389,110 @@ impl Store {
         Ok(Some(InvocationLogs {
             id: row.try_get("id")?,
             tool_id: row.try_get("tool_id")?,
-            source_type: row.try_get("source_type")?,
+            source_type: SourceType::parse(&row.try_get::<String, _>("source_type")?),
             logs: row.try_get("logs")?,
         }))
     }
 
     /// One page of an organization's invocations. [`StoreError::NotFound`] when `after` names
-    /// no invocation of the organization.
+    /// no invocation of the organization, unless it names one that retention deleted and the
+    /// order is led by `created_at` (the page then starts where that invocation stood).
     pub async fn list_invocations(&self, org_id: &str, q: &InvocationQuery) -> Result<InvocationPage, StoreError> {
+        let limit = q.limit.max(0);
+        let mut invocations = Vec::new();
+        for part in self.list_parts(org_id, q).await? {
+            let take = limit + 1 - invocations.len() as i64;
+            if take <= 0 {
+                break;
+            }
+            let Some((sql, binds)) = self.list_statement(org_id, &part, take).await? else { continue };
+            for row in bind_all(sqlx::query(&sql), &binds).fetch_all(&self.db.read).await? {
+                invocations.push(invocation_from_row(&row)?);
+            }
+        }
+        let has_more = invocations.len() as i64 > limit;
+        invocations.truncate(limit as usize);
+        let next = has_more.then(|| invocations.last().map_or(q.after, |i| i.seq));
+        Ok(InvocationPage { invocations, has_more, next })
+    }
+
+    /// The listing as consecutive parts, read one after the other until the page is full.
+    ///
+    /// Usually one part, the query itself. But when the order is led by `tool_id` or the source
+    /// type and the filter allows several of its values, neither database can start the walk
+    /// of the index at the token: they either read each value's rows from its first, or walk
+    /// the rows of the values in between and drop them. Each allowed value in the order's
+    /// direction is then a part of its own, filtered to it, which is an index range; the value
+    /// the token's row has continues after the token, the following ones from their start.
+    async fn list_parts(&self, org_id: &str, q: &InvocationQuery) -> Result<Vec<InvocationQuery>, StoreError> {
+        let pinned = pinned_columns(&q.filter);
+        let keys: Vec<(&str, bool)> = sort_keys(&q.sort).into_iter().filter(|(c, _)| !pinned.contains(c)).collect();
+        let (lead, desc) = keys[0];
+        let mut values: Vec<String> = if lead == InvocationSortField::ToolId.column() {
+            q.filter.tools.iter().map(|t| t.tool_id.clone()).collect()
+        } else if lead == InvocationSortField::SourceType.column() {
+            let types = q.filter.source_types.as_deref().unwrap_or_default();
+            if SourceType::ALL.iter().all(|t| types.contains(t)) {
+                Vec::new()
+            } else {
+                types.iter().map(|t| t.as_str().to_owned()).collect()
+            }
+        } else {
+            Vec::new()
+        };
+        values.sort();
+        values.dedup();
+        if values.len() < 2 {
+            return Ok(vec![q.clone()]);
+        }
+        if desc {
+            values.reverse();
+        }
+        // Where the token's row stands in the leading key (ids and type names compare alike in
+        // Rust and in either database's collation: lowercase letters, digits and dashes).
+        let start = if q.after > 0 {
+            match self.anchor(org_id, q.after, &[(lead, desc)]).await?.ok_or(StoreError::NotFound)?.pop() {
+                Some(Bind::Text(value)) => Some(value),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let mut parts = Vec::new();
+        for value in values {
+            let after = match &start {
+                Some(start) if (value < *start && !desc) || (value > *start && desc) => continue,
+                Some(start) if value == *start => q.after,
+                _ => 0,
+            };
+            let mut filter = q.filter.clone();
+            if lead == InvocationSortField::ToolId.column() {
+                filter.tools.retain(|t| t.tool_id == value);
+            } else {
+                filter.source_types = SourceType::parse(&value).map(|t| vec![t]);
+            }
+            parts.push(InvocationQuery { filter, sort: q.sort.clone(), limit: q.limit, after });
+        }
+        Ok(parts)
+    }
+
+    /// The statement reading up to `take` rows of a listing, with its values; `None` when the
+    /// filter matches nothing. [`StoreError::NotFound`] when the token names no position of the
+    /// organization.
+    async fn list_statement(
+        &self,
+        org_id: &str,
+        q: &InvocationQuery,
+        take: i64,
+    ) -> Result<Option<(String, Vec<Bind>)>, StoreError> {
         let mut binds = vec![Bind::Text(org_id.to_owned())];
         let Some(filter_sql) = self.filter_sql(org_id, &q.filter, &mut binds).await? else {
-            return Ok(InvocationPage { invocations: Vec::new(), has_more: false, next: None });
+            return Ok(None);
         };
-        let keys = sort_keys(&q.sort);
-        let mut sql = format!("SELECT {COLUMNS} FROM invocations i WHERE i.org_id = $1{filter_sql}");
+        let pinned = pinned_columns(&q.filter);
+        let keys: Vec<(&str, bool)> = sort_keys(&q.sort).into_iter().filter(|(c, _)| !pinned.contains(c)).collect();
+        let hint = self.index_hint(&q.filter);
+        let mut sql = format!("SELECT {COLUMNS} FROM invocations i{hint} WHERE i.org_id = $1{filter_sql}");
         if q.after > 0 {
             let anchor = self.anchor(org_id, q.after, &keys).await?.ok_or(StoreError::NotFound)?;
             sql.push_str(" AND ");
@@ -422,15 +500,106 @@ impl Store {
         }
         let order: Vec<String> =
             keys.iter().map(|(col, desc)| format!("{col} {}", if *desc { "DESC" } else { "ASC" })).collect();
-        binds.push(Bind::Int(q.limit.max(0) + 1));
+        binds.push(Bind::Int(take));
         sql.push_str(&format!(" ORDER BY {} LIMIT ${}", order.join(", "), binds.len()));
+        Ok(Some((sql, binds)))
+    }
 
-        let rows = bind_all(sqlx::query(&sql), &binds).fetch_all(&self.db.read).await?;
-        let mut invocations = rows.iter().map(invocation_from_row).collect::<Result<Vec<_>, _>>()?;
-        let has_more = invocations.len() as i64 > q.limit.max(0);
-        invocations.truncate(q.limit.max(0) as usize);
-        let next = has_more.then(|| invocations.last().map_or(q.after, |i| i.seq));
-        Ok(InvocationPage { invocations, has_more, next })
+    /// SQLite only: the index a listing filtered by conversation or simulation run must use.
+    /// Such a filter leaves a few rows, which are sorted; but SQLite (without statistics, as it
+    /// runs) prefers walking a sort field's index, which then reads every row of the
+    /// organization to find them. PostgreSQL's statistics see it for itself.
+    fn index_hint(&self, filter: &InvocationFilter) -> &'static str {
+        match self.db.dialect {
+            Dialect::Postgres => "",
+            Dialect::Sqlite if !filter.conversation_ids.is_empty() => " INDEXED BY invocations_conversation",
+            Dialect::Sqlite if !filter.simulation_run_ids.is_empty() => " INDEXED BY invocations_simulation",
+            Dialect::Sqlite => "",
+        }
+    }
+
+    /// Deletes up to `batch` invocation records created before `cutoff`, oldest first in each
+    /// organization, with their logs and their search-index entries; returns how many, fewer
+    /// than `batch` once no older record is left. Each organization's share is one transaction,
+    /// short enough that the invocation writer (on SQLite the same single connection) waits at
+    /// most that long; a caller deleting many calls again, pausing between calls.
+    pub async fn delete_invocations_before(&self, cutoff: Timestamp, batch: u32) -> Result<u64, StoreError> {
+        let batch = u64::from(batch);
+        let mut deleted = 0;
+        for org_id in self.invocation_orgs().await? {
+            if deleted >= batch {
+                break;
+            }
+            deleted += self.delete_org_invocations_before(&org_id, cutoff, batch - deleted).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// The organizations that have invocation records, found by skipping through the
+    /// `(org_id, …)` index from one organization to the next rather than reading its rows.
+    async fn invocation_orgs(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "WITH RECURSIVE orgs(org_id) AS ( \
+               SELECT (SELECT min(org_id) FROM invocations) \
+               UNION ALL \
+               SELECT (SELECT min(i.org_id) FROM invocations i WHERE i.org_id > orgs.org_id) \
+               FROM orgs WHERE orgs.org_id IS NOT NULL) \
+             SELECT org_id FROM orgs WHERE org_id IS NOT NULL",
+        )
+        .fetch_all(&self.db.read)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get::<String, _>("org_id")?)).collect()
+    }
+
+    /// One transaction deleting up to `limit` of an organization's records created before
+    /// `cutoff`, and noting the highest number deleted (see [`Store::anchor`]).
+    async fn delete_org_invocations_before(
+        &self,
+        org_id: &str,
+        cutoff: Timestamp,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        // Several PostgreSQL servers may delete at once: each skips the rows another has locked.
+        let lock = match self.db.dialect {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "DELETE FROM invocations WHERE seq IN (SELECT seq FROM invocations \
+             WHERE org_id = $1 AND created_at < $2 ORDER BY created_at, seq LIMIT $3{lock}) RETURNING seq"
+        );
+        let mut tx = self.db.write.begin().await?;
+        let rows = sqlx::query(&sql)
+            .bind(org_id)
+            .bind(cutoff.0)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await?;
+        let seqs: Vec<i64> = rows.iter().map(|r| r.try_get::<i64, _>("seq")).collect::<Result<_, _>>()?;
+        let Some(highest) = seqs.iter().max().copied() else {
+            return Ok(0);
+        };
+        if self.db.dialect == Dialect::Sqlite {
+            // The contentless index keeps no text, only which words each row id has; PostgreSQL
+            // keeps the words in the row itself.
+            let list = serde_json::to_string(&seqs).unwrap_or_else(|_| "[]".into());
+            sqlx::query("DELETE FROM invocations_fts WHERE rowid IN (SELECT value FROM json_each($1))")
+                .bind(list)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO invocation_retention (org_id, deleted_through) VALUES ($1, $2) \
+             ON CONFLICT (org_id) DO UPDATE SET deleted_through = CASE \
+             WHEN excluded.deleted_through > invocation_retention.deleted_through \
+             THEN excluded.deleted_through ELSE invocation_retention.deleted_through END",
+        )
+        .bind(org_id)
+        .bind(highest)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(seqs.len() as u64)
     }
 
     /// The newest invocations (in recording order) whose chosen fields contain every word of
@@ -705,11 +874,29 @@ impl Store {
         Ok(out)
     }
 
-    /// The sort-key values of the row a continuation token names.
+    /// The sort-key values of the row a continuation token names; `None` when it names no
+    /// position of the organization.
+    ///
+    /// A record that retention deleted (its number is at most the highest deleted in the
+    /// organization) keeps its place in orders led by `created_at`: it was older than every
+    /// record kept, so it stands in as a record older than all, before every row in ascending
+    /// order and after every row in descending order. In other orders its place depended on
+    /// values that are gone, and the token names nothing.
     async fn anchor(&self, org_id: &str, seq: i64, keys: &[(&str, bool)]) -> Result<Option<Vec<Bind>>, StoreError> {
         let columns: Vec<&str> = keys.iter().map(|(c, _)| *c).collect();
         let sql = format!("SELECT {} FROM invocations i WHERE i.seq = $1 AND i.org_id = $2", columns.join(", "));
         let Some(row) = sqlx::query(&sql).bind(seq).bind(org_id).fetch_optional(&self.db.read).await? else {
+            if keys.first().is_some_and(|(c, _)| *c == InvocationSortField::CreatedAt.column())
+                && self.deleted_through(org_id).await? >= seq
+            {
+                let before_all = keys.iter().map(|(column, _)| match *column {
+                    "i.seq" => Bind::Int(seq),
+                    c if TEXT_COLUMNS.contains(&c) => Bind::Text(String::new()),
+                    c if c == InvocationSortField::CreatedAt.column() => Bind::Int(i64::MIN),
+                    _ => Bind::Int(0),
+                });
+                return Ok(Some(before_all.collect()));
+            }
             return Ok(None);
         };
         let mut values = Vec::with_capacity(keys.len());
@@ -718,6 +905,18 @@ impl Store {
             values.push(if text { Bind::Text(row.try_get(i)?) } else { Bind::Int(row.try_get(i)?) });
         }
         Ok(Some(values))
+    }
+
+    /// The highest record number retention has deleted in the organization; 0 when none.
+    async fn deleted_through(&self, org_id: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT deleted_through FROM invocation_retention WHERE org_id = $1")
+            .bind(org_id)
+            .fetch_optional(&self.db.read)
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get("deleted_through")?,
+            None => 0,
+        })
     }
 }
 
@@ -739,6 +938,26 @@ fn sort_keys(sort: &[(InvocationSortField, bool)]) -> Vec<(&'static str, bool)> 
     }
     keys.push(("i.seq", trailing));
     keys
+}
+
+/// The sort columns a filter holds to one value. Leaving them out of the order changes nothing
+/// about it, and lets the databases see that a page of one tool sorted by `tool_id` (or of
+/// failures sorted by `succeeded`) starts at a point of the filter's index rather than at its
+/// first row.
+fn pinned_columns(filter: &InvocationFilter) -> Vec<&'static str> {
+    let mut pinned = Vec::new();
+    if filter.tools.first().is_some_and(|first| filter.tools.iter().all(|t| t.tool_id == first.tool_id)) {
+        pinned.push(InvocationSortField::ToolId.column());
+    }
+    if let Some(types) = &filter.source_types {
+        if !types.is_empty() && types.iter().all(|t| *t == types[0]) {
+            pinned.push(InvocationSortField::SourceType.column());
+        }
+    }
+    if filter.succeeded.is_some() {
+        pinned.push(InvocationSortField::Succeeded.column());
+    }
+    pinned
 }
 
 /// "Strictly after the anchor in this order". With one direction throughout this is a row
@@ -778,9 +997,17 @@ fn invocation_from_row(r: &AnyRow) -> Result<Invocation, StoreError> {
     let n = |c: &str| -> Result<u64, StoreError> { Ok(r.try_get::<i64, _>(c)?.max(0) as u64) };
     let trace: Vec<String> = serde_json::from_value(json("exception_stack_trace")?)
         .map_err(|e| StoreError::Corrupt(format!("invocation stack trace: {e}")))?;
+    let id: String = r.try_get("id")?;
+    let source: InvocationSource = serde_json::from_value(json("source")?)
+        .map_err(|e| StoreError::Corrupt(format!("invocation {id}: source: {e}")))?;
+    let caller =
+        match (r.try_get::<Option<String>, _>("caller_org_id")?, r.try_get::<Option<String>, _>("caller_user_id")?) {
+            (Some(org_id), Some(user_id)) => Some(UserRef { org_id, user_id }),
+            _ => None,
+        };
     Ok(Invocation {
         seq: r.try_get("seq")?,
-        id: r.try_get("id")?,
+        id,
         org_id: r.try_get("org_id")?,
         tool_id: r.try_get("tool_id")?,
         version: Version { major: n("major")?, minor: n("minor")?, patch: n("patch")? },
@@ -791,7 +1018,8 @@ fn invocation_from_row(r: &AnyRow) -> Result<Invocation, StoreError> {
         exception_stack_trace: trace,
         duration_ms: r.try_get("duration_ms")?,
         inputs: json("inputs")?,
-        source: json("source")?,
+        source,
+        caller,
         created_at: Timestamp(r.try_get("created_at")?),
         updated_at: Timestamp(r.try_get("updated_at")?),
     })

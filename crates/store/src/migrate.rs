@@ -42,6 +42,16 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_sandbox_identities.sql"),
         postgres: include_str!("../migrations/postgres/0005_sandbox_identities.sql"),
     },
+    Migration {
+        version: 6,
+        sqlite: include_str!("../migrations/sqlite/0006_invocation_callers.sql"),
+        postgres: include_str!("../migrations/postgres/0006_invocation_callers.sql"),
+    },
+    Migration {
+        version: 7,
+        sqlite: include_str!("../migrations/sqlite/0007_invocation_orders_and_retention.sql"),
+        postgres: include_str!("../migrations/postgres/0007_invocation_orders_and_retention.sql"),
+    },
 ];
 
 /// An arbitrary constant that names toolsmith's migration lock among PostgreSQL advisory locks.

@@ -1,11 +1,11 @@
 //! Invocation records on both backends: durable group commits, filters, every sort order,
-//! keyset pages, full-text search and logs.
+//! keyset pages, full-text search, logs, and records made before callers were recorded.
 
 use std::collections::HashSet;
 
 use serde_json::{json, Value};
 use toolsmith_domain::time::Timestamp;
-use toolsmith_domain::{ObjectId, Specifier, ToolName, Version};
+use toolsmith_domain::{InvocationSource, ObjectId, Specifier, ToolName, Version};
 use toolsmith_store::secrets::{Keyring, SecretKey};
 use toolsmith_store::{
     Invocation, InvocationFilter, InvocationQuery, InvocationSearch, InvocationSortField, NewInvocation, NewTool,
@@ -79,31 +79,41 @@ async fn tool_with_versions(store: &Store, name: &str, versions: &[&str]) -> Str
     tool.id
 }
 
-fn regular(conversation: &str) -> Value {
-    json!({
+fn source(value: Value) -> InvocationSource {
+    serde_json::from_value(value).expect("a source of the wire's shape")
+}
+
+fn regular(conversation: &str) -> InvocationSource {
+    source(json!({
         "type": "regular-conversation",
         "user_id": "u1",
         "conversation_id": conversation,
         "interaction_id": null,
         "invocation_metadata": {"type": "engage-user", "current_state_machine_and_version": ["sm", 1], "tool_call_round_index": 0}
-    })
+    }))
 }
 
-fn simulation(run: &str) -> Value {
-    json!({
+fn simulation(run: &str) -> InvocationSource {
+    source(json!({
         "type": "simulation-conversation",
         "simulation_unit_test_set_run_id": run,
         "unit_test_id": null,
         "run_index": 2,
         "invocation_metadata": {"type": "engage-user", "current_state_machine_and_version": ["sm", 1], "tool_call_round_index": 1}
-    })
+    }))
 }
 
-fn direct() -> Value {
-    json!({"type": "direct", "user_id": "0123456789abcdef01234567", "org_id": "acme"})
+fn direct() -> InvocationSource {
+    source(json!({"type": "direct", "user_id": admin().user_id, "user_org_id": "acme"}))
 }
 
-fn succeeded(tool_id: &str, version: &str, output: &str, source: Value, created: i64) -> NewInvocation {
+/// The user an agent runtime signs in as.
+fn runtime() -> UserRef {
+    UserRef { org_id: "acme".into(), user_id: "fedcba9876543210fedcba98".into() }
+}
+
+fn succeeded(tool_id: &str, version: &str, output: &str, source: InvocationSource, created: i64) -> NewInvocation {
+    let caller = if source == direct() { admin() } else { runtime() };
     NewInvocation {
         id: ObjectId::generate().to_string(),
         org_id: "acme".into(),
@@ -117,12 +127,20 @@ fn succeeded(tool_id: &str, version: &str, output: &str, source: Value, created:
         duration_ms: 12,
         inputs: json!({"city": "Paris", "days": 3}),
         source,
+        caller,
         logs: "fetching\n".into(),
         created_at: Timestamp(1_700_000_000_000_000 + created),
     }
 }
 
-fn failed(tool_id: &str, version: &str, kind: &str, message: &str, trace: &[&str], source: Value) -> NewInvocation {
+fn failed(
+    tool_id: &str,
+    version: &str,
+    kind: &str,
+    message: &str,
+    trace: &[&str],
+    source: InvocationSource,
+) -> NewInvocation {
     NewInvocation {
         succeeded: false,
         output: None,
@@ -204,6 +222,7 @@ async fn records_keep_every_field_and_retries_do_not_duplicate() {
         );
         assert_eq!((got.exception_type, got.exception_message, got.exception_stack_trace), (None, None, vec![]));
         assert_eq!((got.inputs, got.source, got.duration_ms), (ok.inputs.clone(), ok.source.clone(), 12));
+        assert_eq!(got.caller, Some(runtime()), "the caller is kept beside the source they attached");
         assert_eq!((got.created_at, got.updated_at), (ok.created_at, ok.created_at));
 
         let got = store.get_invocation("acme", &bad.id).await.unwrap().unwrap();
@@ -217,7 +236,7 @@ async fn records_keep_every_field_and_retries_do_not_duplicate() {
         assert!(store.get_invocation("other", &ok.id).await.unwrap().is_none());
 
         let logs = store.invocation_logs("acme", &ok.id).await.unwrap().unwrap();
-        assert_eq!((logs.logs.as_str(), logs.source_type.as_str()), ("fetching\n", "regular-conversation"));
+        assert_eq!((logs.logs.as_str(), logs.source_type), ("fetching\n", Some(SourceType::RegularConversation)));
         assert!(store.invocation_logs("other", &ok.id).await.unwrap().is_none());
         store.record_invocations(vec![]).await.unwrap();
     }
@@ -319,7 +338,7 @@ fn expected_order(rows: &[Invocation], sort: &[(InvocationSortField, bool)]) -> 
                 Minor => a.version.minor.cmp(&b.version.minor),
                 Patch => a.version.patch.cmp(&b.version.patch),
                 ToolId => a.tool_id.cmp(&b.tool_id),
-                SourceType => a.source["type"].as_str().cmp(&b.source["type"].as_str()),
+                SourceType => a.source.source_type().as_str().cmp(b.source.source_type().as_str()),
                 Succeeded => a.succeeded.cmp(&b.succeeded),
             };
             let ord = if *desc { ord.reverse() } else { ord };
@@ -425,7 +444,9 @@ async fn pages_neither_lose_nor_repeat_rows() {
             InvocationFilter { source_types: Some(vec![toolsmith_store::SourceType::Direct]), ..Default::default() };
         let expected: Vec<String> = expected_order(&rows, &[(ToolId, true)])
             .into_iter()
-            .filter(|id| rows.iter().any(|r| &r.id == id && r.source["type"] == "direct"))
+            .filter(|id| {
+                rows.iter().any(|r| &r.id == id && r.source.source_type() == toolsmith_store::SourceType::Direct)
+            })
             .collect();
         let mut seen = Vec::new();
         let mut after = 0;
@@ -452,6 +473,102 @@ async fn pages_neither_lose_nor_repeat_rows() {
             let q = InvocationQuery { after, ..query(InvocationFilter::default()) };
             assert!(matches!(store.list_invocations(org, &q).await, Err(StoreError::NotFound)), "{org} {after}");
         }
+    }
+}
+
+/// Every page of a listing, following continuation tokens from the start.
+async fn all_pages(
+    store: &Store,
+    filter: &InvocationFilter,
+    sort: &[(InvocationSortField, bool)],
+    limit: i64,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let q = InvocationQuery { filter: filter.clone(), sort: sort.to_vec(), limit, after };
+        let page = store.list_invocations("acme", &q).await.unwrap();
+        assert!(page.invocations.len() as i64 <= limit);
+        seen.extend(page.invocations.iter().map(|i| i.id.clone()));
+        match page.next {
+            Some(next) => after = next,
+            None => return seen,
+        }
+    }
+}
+
+/// Which rows a filter keeps, computed independently of the store.
+type Keep<'a> = Box<dyn Fn(&Invocation) -> bool + 'a>;
+
+#[tokio::test]
+async fn each_sort_field_pages_both_ways_under_the_common_filters() {
+    use toolsmith_store::SourceType as Kind;
+    use InvocationSortField::*;
+    for backend in backends().await {
+        let store = &backend.store;
+        let rows = tied_rows(store).await;
+        let mut tools: Vec<String> = rows.iter().map(|r| r.tool_id.clone()).collect();
+        tools.sort();
+        tools.dedup();
+        let tool = |ids: &[&String]| -> Vec<ToolVersions> {
+            ids.iter().map(|id| ToolVersions { tool_id: id.to_string(), versions: None }).collect()
+        };
+        let contract = vec![Kind::RegularConversation, Kind::SimulationConversation];
+        let filters: Vec<(InvocationFilter, Keep)> = vec![
+            (InvocationFilter::default(), Box::new(|_| true)),
+            (
+                InvocationFilter { source_types: Some(contract.clone()), ..Default::default() },
+                Box::new(|r| r.source.source_type() != Kind::Direct),
+            ),
+            (
+                InvocationFilter { source_types: Some(vec![Kind::Direct]), ..Default::default() },
+                Box::new(|r| r.source.source_type() == Kind::Direct),
+            ),
+            (InvocationFilter { tools: tool(&[&tools[1]]), ..Default::default() }, Box::new(|r| r.tool_id == tools[1])),
+            (
+                InvocationFilter {
+                    tools: tool(&[&tools[2], &tools[0]]),
+                    source_types: Some(contract.clone()),
+                    ..Default::default()
+                },
+                Box::new(|r| r.tool_id != tools[1] && r.source.source_type() != Kind::Direct),
+            ),
+            (
+                InvocationFilter { succeeded: Some(false), source_types: Some(contract), ..Default::default() },
+                Box::new(|r| !r.succeeded && r.source.source_type() != Kind::Direct),
+            ),
+        ];
+        for (filter, keep) in &filters {
+            let matching: Vec<Invocation> = rows.iter().filter(|r| keep(r)).cloned().collect();
+            for field in [CreatedAt, Major, Minor, Patch, ToolId, SourceType, Succeeded] {
+                let ascending = all_pages(store, filter, &[(field, false)], 9).await;
+                let descending = all_pages(store, filter, &[(field, true)], 9).await;
+                assert_eq!(ascending, expected_order(&matching, &[(field, false)]), "+{field:?} {filter:?}");
+                let mut reversed = descending.clone();
+                reversed.reverse();
+                assert_eq!(ascending, reversed, "-{field:?} is +{field:?} reversed, {filter:?}");
+            }
+        }
+
+        // A token stays a position when the filter changes: after a row of the first tool in
+        // `tool_id` order, the second filter continues with the other tools' rows that follow.
+        let q = InvocationQuery {
+            filter: InvocationFilter { tools: tool(&[&tools[0]]), ..Default::default() },
+            sort: vec![(ToolId, false)],
+            limit: 3,
+            after: 0,
+        };
+        let first = store.list_invocations("acme", &q).await.unwrap();
+        let q = InvocationQuery {
+            filter: InvocationFilter { tools: tool(&[&tools[2], &tools[1]]), ..Default::default() },
+            after: first.next.unwrap(),
+            limit: 1000,
+            ..q
+        };
+        let rest: Vec<String> =
+            store.list_invocations("acme", &q).await.unwrap().invocations.into_iter().map(|i| i.id).collect();
+        let others: Vec<Invocation> = rows.iter().filter(|r| r.tool_id != tools[0]).cloned().collect();
+        assert_eq!(rest, expected_order(&others, &[(ToolId, false)]));
     }
 }
 
@@ -629,5 +746,225 @@ async fn newest_hits_are_right_whatever_the_frequency_of_the_words() {
             q.filter.succeeded = succeeded;
             assert_eq!(hits(store, &q).await, expected, "{word} {limit} {succeeded:?}");
         }
+    }
+}
+
+/// The migrations a database had before callers were recorded, per dialect.
+const BEFORE_CALLERS: [(&str, &str); 5] = [
+    (include_str!("../migrations/sqlite/0001_init.sql"), include_str!("../migrations/postgres/0001_init.sql")),
+    (
+        include_str!("../migrations/sqlite/0002_pushed_commits.sql"),
+        include_str!("../migrations/postgres/0002_pushed_commits.sql"),
+    ),
+    (include_str!("../migrations/sqlite/0003_versions.sql"), include_str!("../migrations/postgres/0003_versions.sql")),
+    (
+        include_str!("../migrations/sqlite/0004_invocations.sql"),
+        include_str!("../migrations/postgres/0004_invocations.sql"),
+    ),
+    (
+        include_str!("../migrations/sqlite/0005_sandbox_identities.sql"),
+        include_str!("../migrations/postgres/0005_sandbox_identities.sql"),
+    ),
+];
+
+/// Records an invocation the way a server before callers did: the source as given, no caller.
+async fn record_before_callers(conn: &mut sqlx::AnyConnection, postgres: bool, id: &str, source: &InvocationSource) {
+    let sql = format!(
+        "INSERT INTO invocations (org_id, id, tool_id, major, minor, patch, succeeded, output, \
+         exception_stack_trace, duration_ms, inputs, source, source_type, conversation_id, created_at, \
+         updated_at, logs{}) VALUES ('acme', $1, 'ffffffffffffffffffffffff', 1, 0, 0, 1, 'legacy words', '[]', \
+         3, '{{}}', $2, $3, $4, 10, 10, ''{})",
+        if postgres { ", search" } else { "" },
+        if postgres { ", '''legacy'':1A ''words'':2A'::tsvector" } else { "" },
+    );
+    let inserted = sqlx::query(&sql)
+        .bind(id)
+        .bind(serde_json::to_string(source).unwrap())
+        .bind(source.source_type().as_str())
+        .bind(source.conversation_id())
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(inserted.rows_affected(), 1);
+    if !postgres {
+        sqlx::query(
+            "INSERT INTO invocations_fts (rowid, output, exception_message, exception_type, exception_stack_trace) \
+             SELECT seq, 'legacy words', '', '', '' FROM invocations WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn invocations_recorded_before_callers_keep_everything_and_direct_ones_gain_their_caller() {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::env::var("TOOLSMITH_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let urls = [
+        format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display()),
+        toolsmith_store::testing::fresh_postgres_schema(&base).await.expect("PostgreSQL for the store tests"),
+    ];
+    for url in urls {
+        let postgres = url.starts_with("postgres");
+        let (direct_id, regular_id, dropped_id) =
+            (ObjectId::generate().to_string(), ObjectId::generate().to_string(), ObjectId::generate().to_string());
+        {
+            let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(
+                "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL); \
+                 INSERT INTO schema_migrations VALUES (1, 0), (2, 0), (3, 0), (4, 0), (5, 0);",
+            )
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            for (sqlite_sql, postgres_sql) in BEFORE_CALLERS {
+                sqlx::raw_sql(if postgres { postgres_sql } else { sqlite_sql }).execute(&mut conn).await.unwrap();
+            }
+            sqlx::raw_sql("INSERT INTO organizations (id, name, created_at) VALUES ('acme', 'Acme', 0)")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            record_before_callers(&mut conn, postgres, &direct_id, &direct()).await;
+            record_before_callers(&mut conn, postgres, &regular_id, &regular("c1c1c1c1c1c1c1c1c1c1c1c1")).await;
+            // The newest row is gone; its number must still never be given again.
+            record_before_callers(&mut conn, postgres, &dropped_id, &direct()).await;
+            sqlx::query("DELETE FROM invocations WHERE id = $1").bind(&dropped_id).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+
+        let keyring = Keyring::new(vec![SecretKey::generate()]).unwrap();
+        let store = Store::open(&url, keyring).await.unwrap();
+        let listed = store.list_invocations("acme", &query(InvocationFilter::default())).await.unwrap().invocations;
+        let summary: Vec<(i64, &str, Option<UserRef>, SourceType)> =
+            listed.iter().map(|i| (i.seq, i.id.as_str(), i.caller.clone(), i.source.source_type())).collect();
+        assert_eq!(
+            summary,
+            [
+                (1, direct_id.as_str(), Some(admin()), SourceType::Direct),
+                (2, regular_id.as_str(), None, SourceType::RegularConversation),
+            ],
+            "{url}"
+        );
+        assert_eq!(listed[1].source, regular("c1c1c1c1c1c1c1c1c1c1c1c1"));
+        // The search index still points at the same rows, and the filters' indexes are there.
+        assert_eq!(hits(&store, &search("legacy", &[])).await, [regular_id.clone(), direct_id.clone()], "{url}");
+        let conversation =
+            InvocationFilter { conversation_ids: vec!["c1c1c1c1c1c1c1c1c1c1c1c1".into()], ..Default::default() };
+        assert_eq!(ids(&store, "acme", &query(conversation)).await, vec![regular_id.clone()]);
+
+        let new = succeeded("ffffffffffffffffffffffff", "1.0.0", "new", regular("c2c2c2c2c2c2c2c2c2c2c2c2"), 20);
+        store.record_invocations(vec![new.clone()]).await.unwrap();
+        let got = store.get_invocation("acme", &new.id).await.unwrap().unwrap();
+        assert_eq!((got.seq, got.caller), (4, Some(runtime())), "{url}: numbers go on after the highest ever given");
+    }
+}
+
+#[tokio::test]
+async fn retention_deletes_old_records_in_batches_and_tokens_survive_it() {
+    use InvocationSortField::*;
+    let day = 86_400_000_000i64;
+    let now = Timestamp::now().0;
+    for backend in backends().await {
+        let store = &backend.store;
+        let tool = tool_with_versions(store, "t", &["1.0.0", "2.0.0"]).await;
+        let at = |row: NewInvocation, created: i64| NewInvocation { created_at: Timestamp(created), ..row };
+        let old: Vec<NewInvocation> = (0..30)
+            .map(|i| {
+                at(
+                    succeeded(&tool, if i % 2 == 0 { "1.0.0" } else { "2.0.0" }, "ancient", direct(), 0),
+                    now - 10 * day + i,
+                )
+            })
+            .collect();
+        let new: Vec<NewInvocation> =
+            (0..20).map(|i| at(succeeded(&tool, "2.0.0", "fresh", direct(), 0), now - day + i)).collect();
+        let elsewhere: Vec<NewInvocation> = (0..5)
+            .map(|i| NewInvocation {
+                org_id: "other".into(),
+                ..at(succeeded(&tool, "1.0.0", "ancient", direct(), 0), now - 9 * day + i)
+            })
+            .collect();
+        for rows in [&old, &new, &elsewhere] {
+            store.record_invocations(rows.to_vec()).await.unwrap();
+        }
+        let everything =
+            |sort: Vec<(InvocationSortField, bool)>| InvocationQuery { sort, ..query(InvocationFilter::default()) };
+        // Tokens naming old rows, taken before they are deleted.
+        let page = |sort: Vec<(InvocationSortField, bool)>| InvocationQuery { limit: 5, ..everything(sort) };
+        let ascending = store.list_invocations("acme", &page(vec![])).await.unwrap().next.unwrap();
+        let by_tool = store.list_invocations("acme", &page(vec![(ToolId, false)])).await.unwrap().next.unwrap();
+        let newest = store.list_invocations("acme", &page(vec![(CreatedAt, true)])).await.unwrap().invocations;
+        let all_desc = store.list_invocations("acme", &everything(vec![(CreatedAt, true)])).await.unwrap().invocations;
+        let descending = all_desc[all_desc.len() - 3].seq;
+        assert!(newest.iter().all(|i| i.created_at.0 > now - 2 * day));
+
+        // Batches smaller than what is old, while new records keep arriving.
+        let writer = {
+            let store = store.clone();
+            let tool = tool.clone();
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    let row = NewInvocation {
+                        created_at: Timestamp::now(),
+                        ..succeeded(&tool, "2.0.0", "fresh", direct(), i)
+                    };
+                    store.record_invocations(vec![row]).await.unwrap();
+                }
+            })
+        };
+        let cutoff = Timestamp(now - 5 * day);
+        let mut batches = Vec::new();
+        loop {
+            let deleted = store.delete_invocations_before(cutoff, 7).await.unwrap();
+            batches.push(deleted);
+            if deleted < 7 {
+                break;
+            }
+        }
+        writer.await.unwrap();
+        assert_eq!(batches.iter().sum::<u64>(), 35, "{batches:?}");
+        assert!(batches.iter().all(|n| *n <= 7), "{batches:?}");
+        assert_eq!(store.delete_invocations_before(cutoff, 7).await.unwrap(), 0);
+
+        // Nothing old is listed, found, or readable; everything new is.
+        let listed = store.list_invocations("acme", &everything(vec![])).await.unwrap().invocations;
+        assert_eq!(listed.len(), 30);
+        assert!(listed.iter().all(|i| i.output.as_deref() == Some("fresh")));
+        assert!(store.list_invocations("other", &everything(vec![])).await.unwrap().invocations.is_empty());
+        assert!(hits(store, &search("ancient", &[])).await.is_empty());
+        assert_eq!(hits(store, &search("fresh", &[])).await.len(), 30);
+        assert!(store.get_invocation("acme", &old[0].id).await.unwrap().is_none());
+        assert!(store.invocation_logs("acme", &old[0].id).await.unwrap().is_none());
+        assert!(store.get_invocation("acme", &new[0].id).await.unwrap().is_some());
+        if backend.url.starts_with("sqlite") {
+            use sqlx::{Connection, Row};
+            let mut conn = sqlx::AnyConnection::connect(&backend.url).await.unwrap();
+            let left = sqlx::query("SELECT count(*) AS n FROM invocations_fts WHERE invocations_fts MATCH 'ancient'")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(left.try_get::<i64, _>("n").unwrap(), 0, "the search index forgot the deleted rows");
+        }
+
+        // A token naming a deleted record continues where it stood in orders led by
+        // `created_at`: before every kept record ascending, after all of them descending.
+        let after = |after: i64, sort: Vec<(InvocationSortField, bool)>| InvocationQuery { after, ..everything(sort) };
+        let from_old = store.list_invocations("acme", &after(ascending, vec![])).await.unwrap();
+        assert_eq!(from_old.invocations, listed);
+        let past_old = store.list_invocations("acme", &after(descending, vec![(CreatedAt, true)])).await.unwrap();
+        assert!(past_old.invocations.is_empty() && !past_old.has_more);
+        let by_version = after(ascending, vec![(CreatedAt, false), (Major, true)]);
+        assert_eq!(store.list_invocations("acme", &by_version).await.unwrap().invocations.len(), 30);
+        // Elsewhere its place depended on values that are gone.
+        let lost = store.list_invocations("acme", &after(by_tool, vec![(ToolId, false)])).await;
+        assert!(matches!(lost, Err(StoreError::NotFound)), "{lost:?}");
+        // A number above every deleted one still names nothing.
+        let unknown = store.list_invocations("acme", &after(999_999, vec![])).await;
+        assert!(matches!(unknown, Err(StoreError::NotFound)));
     }
 }

@@ -1,5 +1,6 @@
 //! `toolsmith admin …`: manage organizations, users, role grants, API keys and secret keys from
-//! the command line, directly against the database (no running server needed).
+//! the command line, directly against the database (no running server needed); back up and
+//! restore an installation (see [`crate::backup`]).
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -111,6 +112,18 @@ pub enum AdminAction {
     },
     /// Add a new secret key (it seals from now on) and re-seal every stored secret with it.
     RotateSecretKey,
+    /// Write a consistent backup into DIR (new or empty) while servers run: the SQLite
+    /// database, keys, repositories, artifacts and environments. With PostgreSQL, everything but
+    /// the database, which pg_dump takes first.
+    Backup {
+        /// Where the backup goes (must not exist or be empty).
+        dir: std::path::PathBuf,
+    },
+    /// Restore the backup in DIR into the data directory, which must not exist or be empty.
+    Restore {
+        /// The backup.
+        dir: std::path::PathBuf,
+    },
 }
 
 fn org_arg(org: &str) -> anyhow::Result<OrgId> {
@@ -217,6 +230,9 @@ pub async fn run(store: &Store, action: AdminAction, storage: &StorageArgs, toke
             rotated.close().await;
             println!("secret key {} is now current; re-sealed {count} secret values", key.id());
             println!("restart running servers so that they seal new values with it too");
+        }
+        AdminAction::Backup { .. } | AdminAction::Restore { .. } => {
+            bail!("backup and restore run without an open store (see `toolsmith::backup`)")
         }
     }
     Ok(())

@@ -44,6 +44,11 @@ pub struct Settings {
     pub build_max_processes: u64,
     /// The size cap of each build step's `/tmp` and `/dev/shm`.
     pub build_tmp_bytes: u64,
+    /// Free space the data directory's file system must keep for the server to call itself
+    /// ready (`GET /readyz`): below it, builds and invocation records start failing.
+    pub min_free_disk_bytes: u64,
+    /// Deleting invocation records past an age; `None` keeps every record.
+    pub invocation_retention: Option<Retention>,
 }
 
 impl Default for Settings {
@@ -66,6 +71,8 @@ impl Default for Settings {
             build_memory_bytes: 2048 << 20,
             build_max_processes: 256,
             build_tmp_bytes: 512 << 20,
+            min_free_disk_bytes: 512 << 20,
+            invocation_retention: None,
             runtime: PoolConfig { network: egress, ..PoolConfig::default() },
         }
     }
@@ -93,6 +100,7 @@ struct Inner {
     settings: Settings,
     runtime: Option<Arc<Pool>>,
     validators: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
+    metrics: crate::metrics::Metrics,
 }
 
 /// Cheaply clonable handle to the service's state.
@@ -137,7 +145,23 @@ impl AppState {
             }
         });
         let validators = Mutex::new(HashMap::new());
-        AppState(Arc::new(Inner { store, repos, builder, tokens, limiter, settings, runtime, validators }))
+        let metrics = crate::metrics::Metrics::new();
+        let retention = settings.invocation_retention.clone();
+        let state = AppState(Arc::new(Inner {
+            store,
+            repos,
+            builder,
+            tokens,
+            limiter,
+            settings,
+            runtime,
+            validators,
+            metrics,
+        }));
+        if let Some(retention) = retention {
+            spawn_invocation_retention(Arc::downgrade(&state.0), retention);
+        }
+        state
     }
 
     /// The zygote pool that runs invocations, when tools can run on this server.
@@ -192,6 +216,20 @@ impl AppState {
         &self.0.limiter
     }
 
+    /// The service's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.0.metrics
+    }
+
+    /// The metrics' text exposition, with the gauges read now.
+    pub fn render_metrics(&self) -> String {
+        let (runtimes, in_flight) = match &self.0.runtime {
+            Some(pool) => (pool.running(), pool.in_flight()),
+            None => (0, 0),
+        };
+        self.0.metrics.render(runtimes, in_flight, self.0.store.invocation_writer_queue())
+    }
+
     /// The service's tunables.
     pub fn settings(&self) -> &Settings {
         &self.0.settings
@@ -207,4 +245,73 @@ impl AppState {
         toolsmith_runtime::Identity::of_slot(self.0.settings.sandbox_uid_base, slot, purpose)
             .ok_or_else(|| format!("organization {org_id} has sandbox slot {slot}, beyond the range of uids"))
     }
+}
+
+/// How invocation records past an age are deleted.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// Records created longer ago than this are deleted.
+    pub max_age: Duration,
+    /// How often the server looks for such records.
+    pub every: Duration,
+    /// Records deleted per transaction; `None` for 1,000 on PostgreSQL and 250 on SQLite, whose
+    /// invocation writer waits while a transaction runs (about 10 ms for 250 records).
+    pub batch: Option<u32>,
+    /// The pause between two transactions, in which the writer gets its turn.
+    pub pause: Duration,
+}
+
+impl Retention {
+    /// Deleting records older than `days`, looking every ten minutes, in transactions of the
+    /// database's size 20 ms apart.
+    pub fn days(days: u64) -> Retention {
+        Retention {
+            max_age: Duration::from_secs(days.saturating_mul(86_400)),
+            every: Duration::from_secs(600),
+            batch: None,
+            pause: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Deletes invocation records past the retention, every `retention.every`, in batches with a
+/// pause between them; ends when the service's state is dropped. Several servers sharing a
+/// PostgreSQL database each run it, and skip the rows another is deleting.
+fn spawn_invocation_retention(state: std::sync::Weak<Inner>, retention: Retention) {
+    tokio::spawn(async move {
+        loop {
+            let Some(store) = state.upgrade().map(|inner| inner.store.clone()) else { return };
+            let max_age = i64::try_from(retention.max_age.as_micros()).unwrap_or(i64::MAX);
+            let cutoff =
+                toolsmith_domain::time::Timestamp(toolsmith_domain::time::Timestamp::now().0.saturating_sub(max_age));
+            let batch = retention.batch.unwrap_or(match store.dialect() {
+                toolsmith_store::Dialect::Sqlite => 250,
+                toolsmith_store::Dialect::Postgres => 1_000,
+            });
+            let mut deleted = 0;
+            loop {
+                match store.delete_invocations_before(cutoff, batch).await {
+                    Ok(n) => {
+                        deleted += n;
+                        if n < u64::from(batch) {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not delete invocation records past the retention");
+                        break;
+                    }
+                }
+                tokio::time::sleep(retention.pause).await;
+                if state.strong_count() == 0 {
+                    return;
+                }
+            }
+            if deleted > 0 {
+                tracing::info!(deleted, cutoff = %cutoff.to_rfc3339(), "deleted invocation records past the retention");
+            }
+            drop(store);
+            tokio::time::sleep(retention.every).await;
+        }
+    });
 }

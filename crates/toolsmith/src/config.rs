@@ -215,6 +215,10 @@ pub struct ServeArgs {
     /// private, link-local or the host's own. Repeatable.
     #[arg(long = "tool-egress-allow", env = "TOOLSMITH_TOOL_EGRESS_ALLOW", value_delimiter = ',')]
     pub tool_egress_allow: Vec<String>,
+    /// Serve Prometheus metrics at `/metrics` on this address (off by default; never on the API's
+    /// listener).
+    #[arg(long, env = "TOOLSMITH_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// The first host uid of sandbox identities (two per organization follow it).
     #[arg(long, env = "TOOLSMITH_SANDBOX_UID_BASE", default_value_t = crate::app::DEFAULT_SANDBOX_UID_BASE,
           value_parser = clap::value_parser!(u32).range(1000..=2_000_000_000))]
@@ -232,6 +236,19 @@ pub struct ServeArgs {
     /// The organization created on first start.
     #[arg(long, env = "TOOLSMITH_BOOTSTRAP_ORG", default_value = "default")]
     pub bootstrap_org: String,
+    /// After SIGTERM or SIGINT, how long running requests (invocations, publishes) may take to
+    /// finish before the server exits anyway, in seconds.
+    #[arg(long, env = "TOOLSMITH_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+    /// Free space the data directory's file system must have for `GET /readyz` to answer 200,
+    /// in MiB.
+    #[arg(long, env = "TOOLSMITH_MIN_FREE_DISK_MIB", default_value_t = 512)]
+    pub min_free_disk_mib: u64,
+    /// Delete invocation records (with their logs) older than this many days (default: keep
+    /// every record).
+    #[arg(long, env = "TOOLSMITH_INVOCATION_RETENTION_DAYS",
+          value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    pub invocation_retention_days: Option<u64>,
 }
 
 impl ServeArgs {
@@ -275,6 +292,9 @@ impl ServeArgs {
                 self.build_step_timeout_secs
             ));
         }
+        if self.shutdown_grace_secs > 3600 {
+            return Err(format!("--shutdown-grace-secs must be at most 3600, got {}", self.shutdown_grace_secs));
+        }
         let egress = Arc::new(
             toolsmith_runtime::EgressPolicy::new(&self.tool_egress_allow)
                 .map_err(|e| format!("--tool-egress-allow: {e}"))?,
@@ -307,12 +327,19 @@ impl ServeArgs {
             build_memory_bytes: self.build_memory_mib << 20,
             build_max_processes: self.build_max_processes,
             build_tmp_bytes: self.build_tmp_mib << 20,
+            min_free_disk_bytes: self.min_free_disk_mib.saturating_mul(1 << 20),
+            invocation_retention: self.invocation_retention_days.map(crate::app::Retention::days),
         })
     }
 
     /// The repository limits.
     pub fn repo_limits(&self) -> toolsmith_repo::Limits {
         toolsmith_repo::Limits { max_push_bytes: self.max_push_bytes, max_file_bytes: self.max_file_bytes }
+    }
+
+    /// How long a stopping server waits for running requests.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
     }
 
     /// The base URL to print in instructions.
@@ -345,6 +372,7 @@ mod tests {
     fn bad_values_are_named() {
         assert!(serve(&["--token-ttl-secs", "5"]).settings().unwrap_err().contains("--token-ttl-secs"));
         assert!(serve(&["--bootstrap-org", "Bad_Org"]).settings().unwrap_err().contains("--bootstrap-org"));
+        assert!(serve(&["--shutdown-grace-secs", "86400"]).settings().unwrap_err().contains("--shutdown-grace-secs"));
         let err = serve(&["--database-url", "mysql://u:pw@h/db"]).settings().unwrap_err();
         assert!(err.contains("postgres://") && !err.contains("pw"), "{err}");
     }

@@ -90,14 +90,37 @@ fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<
     }
 }
 
+/// Creates `path` holding `text` (mode 0600), failing with `AlreadyExists` when it exists. The
+/// file appears complete or not at all: several servers starting at once on one data directory
+/// must never read a key file another one has created but not written yet. It is written under a
+/// name of this process's own and then hard-linked into place, which, unlike a rename, fails
+/// instead of replacing a file another process put there first.
 fn create_private(path: &Path, text: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let staging = dir.join(format!(".{name}.{}.{:016x}", std::process::id(), rand::random::<u64>()));
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&staging)
+        .and_then(|mut file| file.write_all(text.as_bytes()).and_then(|()| file.sync_all()));
+    let placed = written.and_then(|()| match fs::hard_link(&staging, path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists && !path.exists() => {
+            // A file system without hard links: a rename is the next best (a simultaneous
+            // first start of two servers could then each keep its own key for a moment).
+            fs::rename(&staging, path)
+        }
+        other => other,
+    });
+    let _ = fs::remove_file(&staging);
+    placed?;
+    if let Ok(dir) = fs::File::open(dir) {
+        let _ = dir.sync_all();
     }
-    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
+    Ok(())
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -123,6 +146,27 @@ mod tests {
         let token = load_token_key(dir.path()).unwrap();
         assert_eq!(token, load_token_key(dir.path()).unwrap());
         assert_eq!(token.len(), 32);
+    }
+
+    #[test]
+    fn servers_starting_at_once_agree_on_the_keys() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let starts: Vec<_> = (0..8)
+                .map(|_| {
+                    let (dir, barrier) = (dir.path().to_path_buf(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        (load_keyring(&dir).unwrap().current().id().to_owned(), load_token_key(&dir).unwrap())
+                    })
+                })
+                .collect();
+            let keys: std::collections::BTreeSet<_> = starts.into_iter().map(|t| t.join().unwrap()).collect();
+            assert_eq!(keys.len(), 1, "every server read the same complete keys");
+            let leftovers = fs::read_dir(dir.path().join("keys")).unwrap().count();
+            assert_eq!(leftovers, 2, "only the two key files remain");
+        }
     }
 
     #[test]

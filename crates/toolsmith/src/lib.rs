@@ -6,9 +6,11 @@
 
 pub mod admin;
 pub mod app;
+pub mod backup;
 pub mod bootstrap;
 pub mod config;
 pub mod http;
 pub mod identity;
 pub mod keys;
+pub mod metrics;
 pub mod server;

@@ -1,5 +1,6 @@
 //! Starting the service: open the store, load keys, bootstrap, listen, shut down gracefully.
 
+use std::future::IntoFuture;
 use std::sync::Mutex;
 
 use anyhow::Context;
@@ -123,14 +124,66 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(count = stale, "marked interrupted builds as failed");
     }
     spawn_stale_build_sweep(store.clone(), settings.lock_lease, build_age);
-    let app = crate::http::router(state(store.clone(), repos, builder, token_key, limiter, settings));
+    let app_state = state(store.clone(), repos, builder, token_key, limiter, settings);
+    let app = crate::http::router(app_state.clone());
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {} (is another server running there?)", args.listen))?;
     tracing::info!(address = %args.listen, backend = ?store.dialect(), "toolsmith is listening");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    let (signalled, signals) = tokio::sync::watch::channel(0u32);
+    tokio::spawn(count_signals(signalled));
+    if let Some(address) = args.metrics_listen {
+        // A listener of its own, so that the metrics are never exposed with the API.
+        let metrics =
+            TcpListener::bind(address).await.with_context(|| format!("listening for metrics on {address}"))?;
+        tracing::info!(address = %address, "metrics are served at /metrics");
+        let mut stop = signals.clone();
+        tokio::spawn(crate::metrics::serve(metrics, app_state, async move { self::signalled(&mut stop, 1).await }));
+    }
+    drain(listener, app, signals, args.shutdown_grace()).await?;
+    // Every request that answered has its invocations committed already; rows of requests cut
+    // at the deadline may still be queued, and are written before the database closes.
+    if let Err(err) = store.flush_invocations().await {
+        tracing::error!(error = %err, "could not write the last invocation records");
+    }
     store.close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves until the first SIGTERM or SIGINT, then stops accepting connections (the listener is
+/// closed, so new connections are refused) and lets the requests under way finish: running
+/// invocations, publishes and pushes end normally and their answers are complete. After `grace`
+/// (or at a second signal) the requests still running are cut.
+async fn drain(
+    listener: TcpListener,
+    app: axum::Router,
+    signals: tokio::sync::watch::Receiver<u32>,
+    grace: std::time::Duration,
+) -> anyhow::Result<()> {
+    let mut first = signals.clone();
+    let stopping = async move { signalled(&mut first, 1).await };
+    let mut server = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(stopping).into_future());
+    let mut watch = signals;
+    tokio::select! {
+        done = &mut server => return Ok(done??),
+        _ = signalled(&mut watch, 1) => {}
+    }
+    tracing::info!(grace_secs = grace.as_secs(), "shutting down: refusing new connections, finishing running requests");
+    let cut = tokio::select! {
+        done = &mut server => {
+            done??;
+            false
+        }
+        _ = tokio::time::sleep(grace) => true,
+        _ = signalled(&mut watch, 2) => true,
+    };
+    if cut {
+        tracing::warn!("requests still running at the end of the shutdown grace are cut");
+        server.abort();
+    } else {
+        tracing::info!("every running request has finished");
+    }
     Ok(())
 }
 
@@ -152,18 +205,28 @@ fn spawn_stale_build_sweep(store: Store, period: std::time::Duration, build_age:
     });
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Returns once `count` signals have arrived; never, when signals cannot be received.
+async fn signalled(signals: &mut tokio::sync::watch::Receiver<u32>, count: u32) {
+    if signals.wait_for(|n| *n >= count).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Counts SIGTERM and SIGINT: the first starts the shutdown, a second one ends its grace.
+async fn count_signals(count: tokio::sync::watch::Sender<u32>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(term), Ok(int)) => (term, int),
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::error!(error = %err, "cannot listen for SIGTERM and SIGINT; stop the server with SIGKILL");
+            return;
         }
     };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: finishing in-flight requests");
+    loop {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        count.send_modify(|n| *n += 1);
+    }
 }

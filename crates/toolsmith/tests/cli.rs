@@ -363,7 +363,7 @@ fn every_acknowledged_invocation_survives_a_killed_server() {
     let mut token_arg = String::new();
     loop {
         let page: serde_json::Value = serde_json::from_str(&sh(&format!(
-            "curl -s '{api}/tool/invocation?tool_id={tool}&limit=100{token_arg}' -H '{auth}'"
+            "curl -s '{api}/tool/invocation?tool_id={tool}&limit=100&invocation_source_type=direct{token_arg}' -H '{auth}'"
         )))
         .unwrap();
         stored += page["tool_invocations"].as_array().unwrap().len();
@@ -503,4 +503,94 @@ fn an_unprivileged_service_user_runs_every_sample_tool() {
     assert_eq!(probe["uid"], 65534, "the service user's own uid, in a user namespace: {probe}");
     assert_eq!(probe["cap_eff"], "0000000000000000", "{probe}");
     assert_eq!(probe["seccomp"], "2", "{probe}");
+}
+
+/// The value of the first exposition line that starts with `series` (name and labels).
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_are_served_on_their_own_listener_and_move_with_the_work() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let metrics_port = free_port();
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let (_server, printed) = serve_with(
+        data.path(),
+        port,
+        &["--rate-limits", "off", "--invoke-timeout-secs", "2", "--metrics-listen", &metrics_listen],
+    );
+    wait_healthy(port);
+    let (api, auth) = sign_in(&printed, port);
+    let scrape = || sh(&format!("curl -sf http://{metrics_listen}/metrics"));
+    assert!(scrape().contains("# TYPE toolsmith_runtimes_running gauge"));
+    // Never on the API's own listener.
+    assert_eq!(sh(&format!("curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/metrics")), "404");
+
+    // A tool that sleeps as long as it is asked to.
+    let work = tempfile::tempdir().unwrap();
+    let git = |args: &str| {
+        sh(&format!(
+            "cd {} && git -c user.name=T -c user.email=t@example.invalid -c 'http.extraHeader={auth}' {args}",
+            work.path().display()
+        ))
+    };
+    git(&format!("clone --quiet {api}/tool/git repo"));
+    let sleeper = work.path().join("repo/sleeper");
+    std::fs::create_dir_all(sleeper.join("sleeper")).unwrap();
+    std::fs::write(
+        sleeper.join("pyproject.toml"),
+        "[project]\nname = \"sleeper\"\nversion = \"0.1.0\"\nrequires-python = \">=3.11\"\ndependencies = []\n[tool.toolsmith]\nentrypoint = \"sleeper.tool:run\"\n",
+    )
+    .unwrap();
+    std::fs::write(sleeper.join("sleeper/__init__.py"), "").unwrap();
+    std::fs::write(
+        sleeper.join("sleeper/tool.py"),
+        "import time\n\ndef run(seconds: float) -> str:\n    \"\"\"Sleep.\n\n    Args:\n        seconds: How long.\n    \"\"\"\n    time.sleep(seconds)\n    return 'awake'\n",
+    )
+    .unwrap();
+    git("-C repo add -A && git -C repo -c user.name=T -c user.email=t@example.invalid commit --quiet -m sleeper");
+    git("-C repo push --quiet origin main");
+    let created = sh(&format!(
+        "curl -s -X POST {api}/tool/ -H '{auth}' -H 'content-type: application/json' -d '{{\"name\": \"sleeper\", \"description\": \"d\", \"tags\": {{}}}}'"
+    ));
+    let tool = serde_json::from_str::<serde_json::Value>(&created).unwrap()["id"].as_str().unwrap().to_owned();
+    let published = sh(&format!(
+        "curl -s -X POST {api}/tool/{tool}/version -H '{auth}' -H 'content-type: application/json' -d '{{\"project_path\": \"sleeper\", \"bump_type\": \"major\"}}'"
+    ));
+    assert!(published.contains("1.0.0"), "{published}");
+    let invoke = |seconds: &str| {
+        sh(&format!(
+            "curl -s -X POST {api}/tool/{tool}/version/1.0.0/invoke -H '{auth}' -H 'content-type: application/json' \
+             -d '{{\"inputs\": [{{\"input_parameters\": {{\"seconds\": {seconds}}}, \"invocation_mode\": \"regular\"}}]}}'"
+        ))
+    };
+    assert!(invoke("0").contains("awake"));
+    assert!(invoke("0").contains("awake"));
+    assert!(invoke("5").contains("TimeoutError"));
+    // A changed environment: the next invocation starts a new runtime, a cold start.
+    sh(&format!(
+        "curl -sf -X POST {api}/tool/{tool}/envvar -H '{auth}' -H 'content-type: application/json' \
+         -d '{{\"inserts\": [{{\"name\": \"MOOD\", \"value\": \"calm\", \"is_secret\": false}}]}}'"
+    ));
+    assert!(invoke("0").contains("awake"));
+
+    let text = scrape();
+    let series = format!(r#"{{org="default",tool="{tool}",version="1.0.0"}}"#);
+    assert_eq!(metric(&text, &format!("faas_invocations_total{series}")), 4.0, "{text}");
+    assert_eq!(metric(&text, &format!("faas_errors_total{series}")), 1.0, "{text}");
+    assert_eq!(metric(&text, &format!("faas_timeouts_total{series}")), 1.0, "{text}");
+    assert!(metric(&text, &format!("faas_coldstarts_total{series}")) >= 1.0, "{text}");
+    assert!(metric(&text, &format!("faas_init_duration_seconds_count{series}")) >= 1.0, "{text}");
+    assert_eq!(metric(&text, &format!("faas_invoke_duration_seconds_count{series}")), 4.0, "{text}");
+    assert!(metric(&text, r#"toolsmith_publish_duration_seconds_count{outcome="succeeded"}"#) >= 1.0, "{text}");
+    let invoke_route = r#"http_server_request_duration_seconds_count{http_request_method="POST",http_response_status_code="200",http_route="/v1/{org}/tool/{tool_id}/version/{version}/invoke"}"#;
+    assert_eq!(metric(&text, invoke_route), 4.0, "{text}");
+    assert!(text.contains("toolsmith_runtimes_running 1"), "{text}");
+    assert!(text.contains("toolsmith_invocations_in_flight 0"), "{text}");
 }

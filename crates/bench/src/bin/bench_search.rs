@@ -1,7 +1,11 @@
 //! Invocation search and listing benchmark: fills a store with 1,000,000 invocation records
 //! through the store's recording path (group commits), then measures search (newest 50 hits) and
-//! listing pages, on SQLite and, when a PostgreSQL URL is given, on PostgreSQL. Also measures how
-//! many durable single-row records per second 64 concurrent callers get.
+//! listing pages, on SQLite and, when a PostgreSQL URL is given, on PostgreSQL. Every sort field,
+//! both ways, is measured on its first page and on a page 90% of the way in, against the budget
+//! of the default order. Also measures how many durable single-row records per second 64
+//! concurrent callers get, and last how fast retention deletes every filled record (as a server
+//! does: 250 a transaction on SQLite, 1,000 on PostgreSQL, 20 ms apart) while 8 callers keep
+//! recording.
 //!
 //! Run with `cargo build --release -p toolsmith-bench && target/release/bench_search`.
 //! PostgreSQL: set `TOOLSMITH_BENCH_POSTGRES_URL` (or `TOOLSMITH_TEST_POSTGRES_URL`) to a
@@ -33,6 +37,12 @@ const BATCH: usize = 2_000;
 const RUNS: usize = 200;
 /// Runs of the one measurement that reads every row.
 const SLOW_RUNS: usize = 10;
+/// What a listing page may take at the 99th percentile, as the default order does: SQLite,
+/// PostgreSQL.
+const BUDGET_MS: (f64, f64) = (10.0, 50.0);
+/// Retention's transaction size (SQLite, PostgreSQL) and pause, as `toolsmith serve` uses them.
+const RETENTION_BATCH: (u32, u32) = (250, 1_000);
+const RETENTION_PAUSE: Duration = Duration::from_millis(20);
 /// One row in this many carries the rare word.
 const RARE_EVERY: u64 = 10_000;
 const RARE_WORD: &str = "quasarglint";
@@ -134,7 +144,8 @@ fn make_row(n: u64, rng: &mut Rng, words: &[String], f: &Fixture) -> NewInvocati
         exception_stack_trace: vec![],
         duration_ms: 5 + rng.below(400) as i64,
         inputs: json!({"query": sentence(rng, 3), "limit": rng.below(50)}),
-        source,
+        source: serde_json::from_value(source).expect("a source of the wire's shape"),
+        caller: UserRef { org_id: ORG.into(), user_id: format!("{:024x}", n % 5_000) },
         logs: format!("calling upstream for {}\n", sentence(rng, 2)),
         created_at: Timestamp(1_760_000_000_000_000 + n as i64 * 3_000),
     };
@@ -287,7 +298,10 @@ async fn durable_throughput(store: &Store, tool: &str) -> anyhow::Result<f64> {
                         exception_stack_trace: vec![],
                         duration_ms: 1,
                         inputs: json!({}),
-                        source: json!({"type": "direct", "user_id": "0123456789abcdef01234567"}),
+                        source: serde_json::from_value(
+                            json!({"type": "direct", "user_id": "0123456789abcdef01234567", "user_org_id": ORG}),
+                        )?,
+                        caller: UserRef { org_id: ORG.into(), user_id: "0123456789abcdef01234567".into() },
                         logs: String::new(),
                         created_at: Timestamp::now(),
                     };
@@ -374,10 +388,9 @@ async fn run(label: &str, store: Store, rows: u64) -> anyhow::Result<()> {
         ("deep page (100 rows before the end), default order", InvocationFilter::default(), vec![], true, RUNS),
         ("deep page, one tool", one_tool.clone(), vec![], true, RUNS),
         ("first page, newest first, failed only", failed_only.clone(), vec![(F::CreatedAt, true)], false, RUNS),
-        ("deep page, sorted by -tool_id", InvocationFilter::default(), vec![(F::ToolId, true)], true, RUNS),
         ("deep page, caller who may read two of three source types", two_sources.clone(), vec![], true, RUNS),
         (
-            "deep page, sorted by -version.major +tool_id (no index: sorts every row)",
+            "deep page, sorted by -version.major +tool_id (mixed directions: no index serves it)",
             InvocationFilter::default(),
             vec![(F::Major, true), (F::ToolId, false)],
             true,
@@ -398,9 +411,173 @@ async fn run(label: &str, store: Store, rows: u64) -> anyhow::Result<()> {
             measure(runs, || async { Ok(store.list_invocations(ORG, &q).await?.invocations.len()) }).await?;
         println!("| list: {name} | {size} | {:.2} | {:.2} |", samples.percentile_ms(50.0), samples.percentile_ms(99.0));
     }
+
+    // Every sort field, both ways, with the filter the API applies by default (the contract's
+    // two source types): the first page, and 100 rows starting 90% of the way in. Then the
+    // same for the listing of one tool and of failures only, on their deep pages.
+    let fields = [
+        ("created_at", F::CreatedAt),
+        ("version.major", F::Major),
+        ("version.minor", F::Minor),
+        ("version.patch", F::Patch),
+        ("tool_id", F::ToolId),
+        ("invocation_source.type", F::SourceType),
+        ("invocation_status.succeeded", F::Succeeded),
+    ];
+    let mut sorted = Vec::new();
+    for (filter_name, filter) in [("", two_sources.clone()), (", one tool", one_tool), (", failed only", failed_only)] {
+        let matching = {
+            let q = InvocationQuery { filter: filter.clone(), sort: vec![], limit: i64::MAX - 1, after: 0 };
+            count(&store, &q).await?
+        };
+        let depth = matching * 9 / 10;
+        for (label, field) in fields {
+            for desc in [false, true] {
+                let sign = if desc { '-' } else { '+' };
+                let deep_only = !filter_name.is_empty();
+                for deep in [false, true] {
+                    if deep_only && !deep {
+                        continue;
+                    }
+                    // The row before position `depth` is the `matching - depth + 1`-th of the
+                    // reversed order.
+                    let after = if deep {
+                        let q = InvocationQuery {
+                            filter: filter.clone(),
+                            sort: vec![(field, !desc)],
+                            limit: (matching - depth + 1) as i64,
+                            after: 0,
+                        };
+                        store.list_invocations(ORG, &q).await?.invocations.last().map_or(0, |i| i.seq)
+                    } else {
+                        0
+                    };
+                    let q = page(filter.clone(), vec![(field, desc)], after);
+                    let (mut samples, size) =
+                        measure(RUNS, || async { Ok(store.list_invocations(ORG, &q).await?.invocations.len()) })
+                            .await?;
+                    let (p50, p99) = (samples.percentile_ms(50.0), samples.percentile_ms(99.0));
+                    let which = if deep { format!("rows {depth}+ of {matching}") } else { "first page".into() };
+                    let name = format!("sort_by={sign}{label}{filter_name}, {which}");
+                    println!("| list: {name} | {size} | {p50:.2} | {p99:.2} |");
+                    sorted.push((name, p99));
+                }
+            }
+        }
+    }
     let per_sec = durable_throughput(&store, &tool).await?;
     println!("| durable single-row records, 64 concurrent callers for 5 s | {per_sec:.0}/s | | |");
+    retention(&store, &tool, rows).await?;
+
+    let budget = if store.dialect() == toolsmith_store::Dialect::Sqlite { BUDGET_MS.0 } else { BUDGET_MS.1 };
+    let over: Vec<&(String, f64)> = sorted.iter().filter(|(_, p99)| *p99 > budget).collect();
+    let worst = sorted.iter().map(|(_, p99)| *p99).fold(0.0, f64::max);
+    println!();
+    println!(
+        "Sorted pages within the default order's budget (p99 ≤ {budget} ms): {} of {} (slowest p99 {worst:.2} ms).",
+        sorted.len() - over.len(),
+        sorted.len()
+    );
+    for (name, p99) in over {
+        println!("- over budget: {name}: p99 {p99:.2} ms");
+    }
     store.close().await;
+    Ok(())
+}
+
+/// How many rows a listing has, counted page by page through continuation tokens.
+async fn count(store: &Store, q: &InvocationQuery) -> anyhow::Result<u64> {
+    let mut q = InvocationQuery { limit: 10_000, ..q.clone() };
+    let mut n = 0;
+    loop {
+        let page = store.list_invocations(ORG, &q).await?;
+        n += page.invocations.len() as u64;
+        match page.next {
+            Some(next) => q.after = next,
+            None => return Ok(n),
+        }
+    }
+}
+
+/// Deletes every filled record as the server's retention would, while 8 callers keep recording
+/// single rows; prints the rate, how long each transaction held the database, and what the
+/// callers waited meanwhile.
+async fn retention(store: &Store, tool: &str, rows: u64) -> anyhow::Result<()> {
+    // Every filled record was created before this; the throughput test's records after it.
+    let cutoff = Timestamp(1_760_000_000_000_000 + rows as i64 * 3_000 + 1);
+    let deleting = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let callers: Vec<_> = (0..8)
+        .map(|c| {
+            let (store, tool, deleting) = (store.clone(), tool.to_owned(), deleting.clone());
+            tokio::spawn(async move {
+                let mut samples = Samples::default();
+                let mut n = 0u64;
+                while deleting.load(Ordering::Relaxed) {
+                    let row = NewInvocation {
+                        id: ObjectId::generate().to_string(),
+                        org_id: ORG.into(),
+                        tool_id: tool.clone(),
+                        version: Version { major: 1, minor: 0, patch: 0 },
+                        succeeded: true,
+                        output: Some(format!("caller {c} call {n} during retention")),
+                        exception_type: None,
+                        exception_message: None,
+                        exception_stack_trace: vec![],
+                        duration_ms: 1,
+                        inputs: json!({}),
+                        source: serde_json::from_value(
+                            json!({"type": "direct", "user_id": "0123456789abcdef01234567", "user_org_id": ORG}),
+                        )?,
+                        caller: UserRef { org_id: ORG.into(), user_id: "0123456789abcdef01234567".into() },
+                        logs: String::new(),
+                        created_at: Timestamp::now(),
+                    };
+                    let t = Instant::now();
+                    store.record_invocations(vec![row]).await?;
+                    samples.push(t.elapsed());
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok::<_, anyhow::Error>(samples)
+            })
+        })
+        .collect();
+    let batch = if store.dialect() == toolsmith_store::Dialect::Sqlite { RETENTION_BATCH.0 } else { RETENTION_BATCH.1 };
+    let started = Instant::now();
+    let mut batches = Samples::default();
+    let mut deleted = 0;
+    loop {
+        let t = Instant::now();
+        let n = store.delete_invocations_before(cutoff, batch).await?;
+        batches.push(t.elapsed());
+        deleted += n;
+        if n < u64::from(batch) {
+            break;
+        }
+        tokio::time::sleep(RETENTION_PAUSE).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    deleting.store(false, Ordering::Relaxed);
+    let mut waits = Samples::default();
+    for caller in callers {
+        waits.extend(caller.await??);
+    }
+    println!(
+        "| retention: deleted {deleted} records ({batch} a transaction, {} ms apart) in {secs:.1} s | {:.0}/s | | |",
+        RETENTION_PAUSE.as_millis(),
+        deleted as f64 / secs
+    );
+    println!(
+        "| retention: one transaction of {batch} | | {:.2} | {:.2} |",
+        batches.percentile_ms(50.0),
+        batches.percentile_ms(99.0)
+    );
+    println!(
+        "| retention: a durable single-row record meanwhile (8 callers, {} records) | | {:.2} | {:.2} |",
+        waits.len(),
+        waits.percentile_ms(50.0),
+        waits.percentile_ms(99.0)
+    );
     Ok(())
 }
 
@@ -408,7 +585,9 @@ async fn run(label: &str, store: Store, rows: u64) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     let rows: u64 = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let keyring = || Keyring::new(vec![SecretKey::generate()]).ok_or_else(|| anyhow::anyhow!("no secret key"));
-    println!("toolsmith invocation search benchmark (newest 50 hits per search, {RUNS} runs per row, one client)");
+    println!(
+        "toolsmith invocation search benchmark (newest 50 hits per search, pages of 100, {RUNS} runs per row, one client)"
+    );
 
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let dir = tempfile::tempdir()?;

@@ -21,13 +21,15 @@ pub(crate) const MAX_INDEXED_BYTES: usize = 64 * 1024;
 pub(crate) const MAX_QUERY_WORDS: usize = 32;
 
 /// The words of `text`: maximal runs of letters and digits, lowercased, in order, with the
-/// character that ended each run (`None` at the end of the text).
+/// character that ended each run (`None` at the end of the text). A final sigma `ς` counts as
+/// `σ`, as case folding has it: lowering `Σ` one character at a time gives `σ` wherever it
+/// stands, so `ΟΔΟΣ` would otherwise not find `οδος`.
 fn words_with_terminator(text: &str) -> Vec<(String, Option<char>)> {
     let mut out = Vec::new();
     let mut current = String::new();
     for c in text.chars() {
         if c.is_alphanumeric() {
-            current.extend(c.to_lowercase());
+            current.extend(c.to_lowercase().map(|l| if l == 'ς' { 'σ' } else { l }));
         } else if !current.is_empty() {
             out.push((std::mem::take(&mut current), Some(c)));
         }
@@ -192,5 +194,207 @@ mod tests {
         assert_eq!(tsquery(&terms, ""), "'value' & 'conn':*");
         assert_eq!(tsquery(&terms, "AB"), "'value':AB & 'conn':*AB");
         assert_eq!(tsvector(&[(&w(&["a", "b"]), 'A'), (&w(&["a"]), 'C')]), "'a':1A 'b':2A 'a':3C");
+    }
+}
+
+/// Properties of the query builders against the real engines: whatever a caller types, the query
+/// is valid syntax for SQLite's FTS5 and PostgreSQL's `tsquery`, and any words taken from a text
+/// find that text once indexed.
+#[cfg(test)]
+mod properties {
+    use std::sync::{Mutex, OnceLock};
+
+    use proptest::prelude::*;
+    use sqlx::postgres::PgConnection;
+    use sqlx::sqlite::SqliteConnection;
+    use sqlx::{Connection, Row};
+    use tokio::runtime::Runtime;
+
+    use super::*;
+
+    /// The columns of the FTS5 table, in the order the store writes them.
+    const COLUMNS: [&str; 4] = ["output", "exception_message", "exception_type", "exception_stack_trace"];
+
+    /// The weights of those columns in PostgreSQL's `tsvector`.
+    const WEIGHTS: [char; 4] = ['A', 'B', 'C', 'D'];
+
+    /// One connection to each engine, and the runtime they belong to.
+    struct Engines {
+        runtime: Runtime,
+        sqlite: SqliteConnection,
+        postgres: PgConnection,
+        next_row: i64,
+    }
+
+    /// The FTS5 table exactly as the SQLite migration creates it.
+    fn fts5_table() -> &'static str {
+        let migration = include_str!("../../migrations/sqlite/0004_invocations.sql");
+        let start = migration.find("CREATE VIRTUAL TABLE invocations_fts").expect("the FTS5 table");
+        let end = start + migration[start..].find(");").expect("end of the statement") + 2;
+        &migration[start..end]
+    }
+
+    fn engines() -> &'static Mutex<Engines> {
+        static ENGINES: OnceLock<Mutex<Engines>> = OnceLock::new();
+        ENGINES.get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let url = std::env::var("TOOLSMITH_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+            let (sqlite, postgres) = runtime.block_on(async {
+                let mut sqlite = SqliteConnection::connect("sqlite::memory:").await.expect("SQLite in memory");
+                sqlx::raw_sql(fts5_table()).execute(&mut sqlite).await.expect("create the FTS5 table");
+                let postgres = PgConnection::connect(&url).await.expect("PostgreSQL for the search properties");
+                (sqlite, postgres)
+            });
+            Mutex::new(Engines { runtime, sqlite, postgres, next_row: 0 })
+        })
+    }
+
+    /// Indexes `fields` as the store does on both engines and runs `query` against them: whether
+    /// each engine finds the row, or the error the engine gave.
+    fn search(fields: &[String; 4], query: &str, columns: &[usize]) -> Result<(bool, bool), String> {
+        let terms = query_terms(query);
+        let names: Vec<&str> = columns.iter().map(|&c| COLUMNS[c]).collect();
+        let weights: String = columns.iter().map(|&c| WEIGHTS[c]).collect();
+        let words: Vec<Vec<String>> = fields.iter().map(|f| distinct_words(f)).collect();
+        let fts5 = fts5_query(&terms, &names);
+        let ts_query = tsquery(&terms, &weights);
+        let weighted: Vec<(&[String], char)> = words.iter().map(Vec::as_slice).zip(WEIGHTS).collect();
+        let ts_vector = tsvector(&weighted);
+        let mut guard = engines().lock().unwrap_or_else(|e| e.into_inner());
+        let engines = &mut *guard;
+        engines.next_row += 1;
+        let row = engines.next_row;
+        engines.runtime.block_on(async {
+            let mut insert = sqlx::query(
+                "INSERT INTO invocations_fts (rowid, output, exception_message, exception_type, exception_stack_trace) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(row);
+            for w in &words {
+                insert = insert.bind(w.join(" "));
+            }
+            insert.execute(&mut engines.sqlite).await.map_err(|e| format!("FTS5 insert: {e}"))?;
+            let sqlite =
+                sqlx::query("SELECT count(*) FROM invocations_fts WHERE invocations_fts MATCH $1 AND rowid = $2")
+                    .bind(&fts5)
+                    .bind(row)
+                    .fetch_one(&mut engines.sqlite)
+                    .await
+                    .map_err(|e| format!("FTS5 query {fts5:?}: {e}"))?
+                    .get::<i64, _>(0);
+            let postgres = sqlx::query("SELECT $1::tsvector @@ $2::tsquery")
+                .bind(&ts_vector)
+                .bind(&ts_query)
+                .fetch_one(&mut engines.postgres)
+                .await
+                .map_err(|e| format!("tsquery {ts_query:?} against {ts_vector:?}: {e}"))?
+                .get::<bool, _>(0);
+            Ok((sqlite > 0, postgres))
+        })
+    }
+
+    /// Text as tools print it: words in several scripts and cases, digits, punctuation and the
+    /// query syntax of both engines.
+    fn printed() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                "[a-zA-Z0-9]{1,12}",
+                "[À-ÿ]{1,6}",
+                "[α-ω]{1,6}",
+                "[一-龥]{1,3}",
+                "[ \"'*:&|!()^{}.,/@-]{1,3}",
+                Just("AND".to_owned()),
+                Just("NEAR".to_owned()),
+            ],
+            0..12,
+        )
+        .prop_map(|parts| parts.join(" "))
+    }
+
+    /// Printed text, or anything at all.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![any::<String>(), printed()]
+    }
+
+    /// Some of the searchable columns, or none (every column).
+    fn columns() -> impl Strategy<Value = Vec<usize>> {
+        proptest::sample::subsequence(vec![0, 1, 2, 3], 0..=3)
+    }
+
+    #[test]
+    fn a_final_sigma_is_found_in_either_case() {
+        assert_eq!(distinct_words("ΟΔΟΣ οδος"), ["οδοσ"]);
+        assert_eq!(
+            search(&["λόγος".into(), String::new(), String::new(), String::new()], "ΛΌΓΟΣ", &[]),
+            Ok((true, true))
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn terms_are_distinct_bounded_words(query in text()) {
+            let terms = query_terms(&query);
+            prop_assert!(terms.len() <= MAX_QUERY_WORDS);
+            for (i, t) in terms.iter().enumerate() {
+                prop_assert!(!t.word.is_empty() && t.word.chars().count() <= MAX_WORD_CHARS);
+                prop_assert!(t.word.chars().all(|c| c.is_alphanumeric() || !c.is_ascii()), "{:?}", t.word);
+                prop_assert!(!terms[..i].contains(t));
+            }
+            let words = distinct_words(&query);
+            prop_assert!(words.iter().map(|w| w.len() + 1).sum::<usize>() <= MAX_INDEXED_BYTES);
+        }
+
+        #[test]
+        fn any_query_is_valid_syntax_for_both_engines(fields in [text(), text(), text(), text()], query in text(), cols in columns()) {
+            prop_assume!(!query_terms(&query).is_empty());
+            if let Err(e) = search(&fields, &query, &cols) {
+                prop_assert!(false, "{}", e);
+            }
+        }
+
+        // The searched field is printed text: FTS5's tokenizer takes letters, numbers and
+        // private-use characters as parts of words, while a word here also takes the few marks and
+        // symbols Unicode counts as alphabetic (combining vowel signs, circled letters), so a term
+        // made only of those finds nothing on SQLite.
+        #[test]
+        fn words_of_a_field_find_it(
+            mut fields in [text(), text(), text(), text()],
+            searched_text in printed(),
+            field in 0usize..4,
+            picks in proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>(), any::<bool>()), 1..5),
+            cols in columns(),
+        ) {
+            fields[field] = searched_text;
+            let words = distinct_words(&fields[field]);
+            prop_assume!(!words.is_empty());
+            // A query a user could write from what they saw: some of the words, in another case,
+            // some cut short and marked as prefixes, separated by punctuation.
+            let query: Vec<String> = picks
+                .iter()
+                .map(|(i, upper, cut)| {
+                    let word = i.get(&words);
+                    // Upper case where lowering it gives the word back (not `ῲ` → `ῺΙ`, which
+                    // lowers to another spelling).
+                    let upper_case = word.to_uppercase();
+                    let word = if *upper && upper_case.to_lowercase() == *word { upper_case } else { word.clone() };
+                    if *cut && word.chars().count() > 1 {
+                        format!("{}*", word.chars().take(word.chars().count() / 2).collect::<String>())
+                    } else {
+                        word
+                    }
+                })
+                .collect();
+            let query = query.join(", ");
+            let searched = cols.is_empty() || cols.contains(&field);
+            let (sqlite, postgres) = search(&fields, &query, &cols).map_err(TestCaseError::fail)?;
+            if searched {
+                prop_assert!(sqlite, "FTS5 does not find {:?} in {:?}", query, fields[field]);
+                prop_assert!(postgres, "PostgreSQL does not find {:?} in {:?}", query, fields[field]);
+            }
+            prop_assert_eq!(sqlite, postgres, "the engines disagree on {:?}", query);
+        }
     }
 }

@@ -62,6 +62,29 @@ impl Recorder {
         self.queue.send(Request { rows, done }).await.map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?
     }
+
+    /// Waits until every row queued before this call is committed (or its caller has learnt
+    /// that it failed). The writer takes requests in order, so once this empty request is
+    /// answered every earlier one has been.
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        let (done, answer) = oneshot::channel();
+        self.queue.send(Request { rows: Vec::new(), done }).await.map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+}
+
+impl crate::Store {
+    /// Commits every invocation record queued so far before returning; a stopping server calls
+    /// it once it has stopped taking requests, before it closes the database.
+    pub async fn flush_invocations(&self) -> Result<(), StoreError> {
+        self.recorder.flush().await
+    }
+
+    /// How many batches of invocation records wait for the writer now (each batch is one
+    /// request's records).
+    pub fn invocation_writer_queue(&self) -> usize {
+        self.recorder.queue.max_capacity() - self.recorder.queue.capacity()
+    }
 }
 
 async fn run(db: Db, mut requests: mpsc::Receiver<Request>) {
@@ -78,7 +101,9 @@ async fn run(db: Db, mut requests: mpsc::Receiver<Request>) {
             }
         }
         let all: Vec<&Prepared> = batch.iter().flat_map(|r| r.rows.iter()).collect();
-        match write(&db, &all).await {
+        // A batch of flushes alone has nothing to write.
+        let written = if all.is_empty() { Ok(()) } else { write(&db, &all).await };
+        match written {
             Ok(()) => {
                 for request in batch {
                     let _ = request.done.send(Ok(()));
@@ -114,8 +139,8 @@ async fn write(db: &Db, rows: &[&Prepared]) -> Result<(), StoreError> {
 
 const COLUMNS: &str = "org_id, id, tool_id, major, minor, patch, succeeded, output, exception_type, \
     exception_message, exception_stack_trace, duration_ms, inputs, source, source_type, conversation_id, \
-    simulation_run_id, created_at, updated_at, logs";
-const COLUMN_COUNT: usize = 20;
+    simulation_run_id, caller_org_id, caller_user_id, created_at, updated_at, logs";
+const COLUMN_COUNT: usize = 22;
 
 fn values_clause(rows: usize, per_row: usize, last_cast: Option<&str>) -> String {
     (0..rows)
@@ -148,9 +173,11 @@ fn bind_row<'q>(query: AnyQuery<'q>, row: &'q Prepared) -> AnyQuery<'q> {
         .bind(row.duration_ms)
         .bind(row.inputs_json.as_str())
         .bind(row.source_json.as_str())
-        .bind(row.source_type.as_str())
+        .bind(row.source_type)
         .bind(row.conversation_id.as_deref())
         .bind(row.simulation_run_id.as_deref())
+        .bind(row.caller_org_id.as_str())
+        .bind(row.caller_user_id.as_str())
         .bind(row.created_at)
         .bind(row.created_at)
         .bind(row.logs.as_str())

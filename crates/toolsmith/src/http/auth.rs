@@ -68,6 +68,14 @@ fn presented(headers: &HeaderMap) -> Option<Presented> {
     None
 }
 
+/// The `X-ORG-ID` header's value, when one is given. The header is optional, and clients that
+/// fill their headers from a configuration send it empty when no organization is configured, so an
+/// empty (or blank) value counts as absent rather than as a mismatch.
+fn issuing_org(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get("x-org-id")?.as_bytes().trim_ascii();
+    (!value.is_empty()).then_some(value)
+}
+
 /// The organization segment of a `/v1/{org}/…` path.
 pub fn path_org(path: &str) -> Option<&str> {
     let mut segments = path.strip_prefix("/v1/")?.split('/');
@@ -115,8 +123,8 @@ async fn admit(
             return Err(ApiError::unauthorized());
         }
     }
-    if let Some(issuer) = headers.get("x-org-id") {
-        if issuer.as_bytes() != claims.org.as_bytes() {
+    if let Some(issuer) = issuing_org(headers) {
+        if issuer != claims.org.as_bytes() {
             return Err(ApiError::unauthorized());
         }
     }
@@ -175,6 +183,16 @@ mod tests {
         assert_eq!((p.token.as_str(), p.basic_user.as_deref()), ("tok.en.x", Some("acme_0123")));
         h.insert(AUTHORIZATION, HeaderValue::from_static("Digest x"));
         assert!(presented(&h).is_none());
+    }
+
+    #[test]
+    fn empty_org_header_is_absent() {
+        let mut h = HeaderMap::new();
+        assert_eq!(issuing_org(&h), None);
+        h.insert("x-org-id", HeaderValue::from_static(""));
+        assert_eq!(issuing_org(&h), None);
+        h.insert("x-org-id", HeaderValue::from_static("acme"));
+        assert_eq!(issuing_org(&h), Some(&b"acme"[..]));
     }
 
     #[test]

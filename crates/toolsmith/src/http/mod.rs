@@ -12,9 +12,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod wire;
 
-use std::time::Duration;
-
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -26,7 +24,7 @@ use tower_http::trace::TraceLayer;
 use crate::app::AppState;
 use error::ApiError;
 use operations::Operation;
-use routes::{docs, envvars, git, invocations, invoke, repo, repo_access, signin, test_tool, tools, versions};
+use routes::{docs, envvars, git, health, invocations, invoke, repo, repo_access, signin, test_tool, tools, versions};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -99,10 +97,12 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::page))
         .route("/healthz", get(docs::health))
+        .route("/readyz", get(health::ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(no_store_on_errors))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
@@ -110,6 +110,22 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state)
+}
+
+/// Times every request into `http_server_request_duration_seconds`, labelled by the route
+/// template (never the concrete path, which would make a series per tool id).
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    state.metrics().http_request(
+        route.as_deref().unwrap_or("unmatched"),
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 async fn not_found() -> ApiError {
@@ -130,6 +146,3 @@ async fn no_store_on_errors(req: Request, next: Next) -> Response {
     }
     response.into_response()
 }
-
-/// How long the server waits for in-flight requests when shutting down.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

@@ -126,7 +126,9 @@ pub const DEPRECATE_VERSIONS: Operation = op(
 /// `GET /v1/{org}/tool/build/{build_id}` (extension).
 pub const GET_BUILD: Operation =
     op("get-tool-build", 60, Some(Permission::GetTool), "The specified organization or build does not exist.");
-/// `POST /v1/{org}/tool/{tool_id}/version/{version}/invoke`.
+/// `POST /v1/{org}/tool/{tool_id}/version/{version}/invoke`. An input that carries an
+/// `invocation_source` also needs `Tool:AttachInvocationSource`, which the handler checks, since
+/// only the body says so.
 pub const INVOKE_VERSION: Operation = op(
     "invoke-tool-version",
     10,

@@ -79,20 +79,29 @@ impl Query {
         }
     }
 
-    /// An integer with a default and inclusive bounds.
+    /// An integer with a default and inclusive bounds. Values are `i64`, so without a `max` the
+    /// bound is `i64::MAX`; a run of digits beyond `i64` is out of range (reported against the
+    /// bound it passes, as for any other value out of range), not unparseable.
     pub fn int(&self, name: &str, default: i64, min: i64, max: Option<i64>, problems: &mut Problems) -> i64 {
         let Some(raw) = self.last(name) else { return default };
         let input = Some(Value::String(raw.to_owned()));
-        let Ok(value) = raw.trim().parse::<i64>() else {
-            problems.push(
-                qloc(name),
-                "int_parsing",
-                "Input should be a valid integer, unable to parse string as an integer",
-                input,
-            );
-            return default;
+        let text = raw.trim();
+        let max = max.unwrap_or(i64::MAX);
+        let value = match text.parse::<i64>() {
+            Ok(value) => Some(value),
+            Err(_) if !is_integer(text) => {
+                problems.push(
+                    qloc(name),
+                    "int_parsing",
+                    "Input should be a valid integer, unable to parse string as an integer",
+                    input,
+                );
+                return default;
+            }
+            // Too long for i64: below `min` or above `max`, whichever way it points.
+            Err(_) => None,
         };
-        if value < min {
+        if value.map_or(text.starts_with('-'), |v| v < min) {
             problems.push(
                 qloc(name),
                 "greater_than_equal",
@@ -101,18 +110,26 @@ impl Query {
             );
             return default;
         }
-        if let Some(max) = max {
-            if value > max {
+        match value {
+            Some(value) if value <= max => value,
+            _ => {
                 problems.push(
                     qloc(name),
                     "less_than_equal",
                     format!("Input should be less than or equal to {max}"),
                     input,
                 );
-                return default;
+                default
             }
         }
-        value
+    }
+
+    /// A non-negative integer (a size, a page, an offset) with a default and inclusive bounds,
+    /// as [`Query::int`] reads it, in the type used to count things.
+    pub fn count(&self, name: &str, default: usize, min: usize, max: Option<usize>, problems: &mut Problems) -> usize {
+        let wide = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let value = self.int(name, wide(default), wide(min), max.map(wide), problems);
+        usize::try_from(value).unwrap_or(default)
     }
 
     /// A list of 24-hex ids given as repeated `name` keys; duplicates are rejected as the
@@ -165,6 +182,12 @@ fn unique(name: &str, values: &[String], problems: &mut Problems) {
     if values.iter().any(|v| !seen.insert(v)) {
         problems.push(qloc(name), "set_item_not_hashable", "List items should be unique", None);
     }
+}
+
+/// Whether `text` is an optionally signed run of ASCII digits (an integer of any size).
+fn is_integer(text: &str) -> bool {
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn parse_bool(raw: &str) -> Option<bool> {
@@ -351,5 +374,144 @@ mod tests {
         assert!(json_object(b"{\"a\":1}").is_ok());
         assert_eq!(json_object(b"nope").unwrap_err().status(), axum::http::StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(json_object(b"[1]").unwrap_err().status(), axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}
+
+/// Properties of query and body parsing over arbitrary input: nothing panics, what is accepted is
+/// within its documented bounds, and what a client encodes is what the server reads.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn encode(pairs: &[(String, String)]) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            s.append_pair(k, v);
+        }
+        s.finish()
+    }
+
+    /// Integers as a query string carries them: in range, at the edges of `i64`, beyond it, signed,
+    /// padded, or not numbers at all.
+    fn int_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            (-5i64..130).prop_map(|n| n.to_string()),
+            "[+-]?[0-9]{15,30}",
+            "[ ]?[+-]?[0-9]{1,4}[ ]?",
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn what_a_client_encodes_is_what_is_read(pairs in proptest::collection::vec((any::<String>(), any::<String>()), 0..6)) {
+            let q = Query::parse(Some(&encode(&pairs)));
+            for (k, _) in &pairs {
+                let expected: Vec<String> = pairs.iter().filter(|(k2, _)| k2 == k).map(|(_, v)| v.clone()).collect();
+                prop_assert_eq!(q.last(k), expected.last().map(String::as_str));
+                prop_assert_eq!(q.all(k), expected);
+            }
+        }
+
+        #[test]
+        fn raw_query_strings_never_panic(raw in any::<String>(), min in -3i64..3, max in proptest::option::of(0i64..200)) {
+            let q = Query::parse(Some(&raw));
+            let mut p = Problems::default();
+            for name in ["limit", "continuation_token", "sort_by", "id", "deprecated", ""] {
+                let _ = q.int(name, 0, min, max, &mut p);
+                let _ = q.count(name, 0, 0, max.map(|m| m as usize), &mut p);
+                let _ = q.opt_bool(name, &mut p);
+                let _ = q.id_list(name, &mut p);
+            }
+            let _ = q.sort_by(&[("name", 0), ("deprecated", 1)], &mut p);
+        }
+
+        #[test]
+        fn accepted_integers_are_within_bounds(text in int_text(), min in prop_oneof![Just(0i64), Just(1), any::<i64>()], max in proptest::option::of(any::<i64>())) {
+            let q = Query::parse(Some(&encode(&[("n".into(), text.clone())])));
+            let mut p = Problems::default();
+            let value = q.int("n", 7, min, max, &mut p);
+            let exact = text.trim().parse::<i64>().ok();
+            if p.is_empty() {
+                prop_assert_eq!(Some(value), exact);
+                prop_assert!(value >= min && max.is_none_or(|m| value <= m));
+            } else {
+                prop_assert_eq!(value, 7, "a refused value gives the default");
+                prop_assert_eq!(p.len(), 1);
+                let kind = p.0[0].kind.as_str();
+                let in_range = exact.is_some_and(|v| v >= min && max.is_none_or(|m| v <= m));
+                prop_assert!(!in_range, "{text:?} refused as {kind}");
+                // A number of any size is out of range, never "not an integer".
+                prop_assert_eq!(kind == "int_parsing", !is_integer(text.trim()), "{:?} refused as {}", text, kind);
+            }
+        }
+
+        #[test]
+        fn counts_are_within_bounds(text in int_text(), min in 0usize..3, max in proptest::option::of(0usize..200)) {
+            let q = Query::parse(Some(&encode(&[("n".into(), text)])));
+            let mut p = Problems::default();
+            let value = q.count("n", min, min, max, &mut p);
+            prop_assert!(value >= min && max.is_none_or(|m| value <= m || value == min));
+        }
+
+        #[test]
+        fn accepted_ids_are_24_hex(ids in proptest::collection::vec(prop_oneof!["[0-9a-f]{24}", "[0-9a-fA-Z]{22,26}", any::<String>()], 0..4)) {
+            let pairs: Vec<(String, String)> = ids.iter().map(|i| ("id".to_owned(), i.clone())).collect();
+            let q = Query::parse(Some(&encode(&pairs)));
+            let mut p = Problems::default();
+            let got = q.id_list("id", &mut p);
+            prop_assert_eq!(&got, &ids);
+            let all_valid = ids.iter().all(|i| i.len() == 24 && i.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            let unique = ids.iter().collect::<std::collections::HashSet<_>>().len() == ids.len();
+            prop_assert_eq!(p.is_empty(), all_valid && unique);
+        }
+
+        #[test]
+        fn sort_keys_need_a_direction_and_a_known_field(items in proptest::collection::vec(prop_oneof!["[-+ ]?(name|deprecated|color)", any::<String>()], 0..4)) {
+            let pairs: Vec<(String, String)> = items.iter().map(|i| ("sort_by".to_owned(), i.clone())).collect();
+            let q = Query::parse(Some(&encode(&pairs)));
+            let mut p = Problems::default();
+            let keys = q.sort_by(&[("name", 0), ("deprecated", 1)], &mut p);
+            prop_assert_eq!(keys.len() + p.len(), items.len());
+            for raw in &items {
+                let ok = matches!(raw.chars().next(), Some('+' | '-' | ' ')) && matches!(&raw[1..], "name" | "deprecated");
+                prop_assert_eq!(p.0.iter().any(|e| e.input == Some(Value::String(raw.clone()))), !ok, "{:?}", raw);
+            }
+        }
+
+        #[test]
+        fn bodies_parse_exactly_when_they_are_json_objects(bytes in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..64),
+            "[{}\\[\\]\":,0-9a-z ]{0,24}".prop_map(String::into_bytes),
+        ]) {
+            let expected = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v.as_object().cloned());
+            match json_object(&bytes) {
+                Ok(map) => prop_assert_eq!(Some(map), expected),
+                Err(e) => {
+                    prop_assert!(expected.is_none());
+                    prop_assert_eq!(e.status(), axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+                }
+            }
+        }
+
+        #[test]
+        fn stripped_strings_are_non_empty_and_trimmed(value in prop_oneof![any::<String>().prop_map(Value::String), any::<i64>().prop_map(Value::from), Just(Value::Null)]) {
+            let mut p = Problems::default();
+            match string_value(&value, vec![Loc::from("body"), Loc::from("f")], true, &mut p) {
+                Some(s) => {
+                    prop_assert!(!s.is_empty());
+                    prop_assert_eq!(Some(s.as_str()), value.as_str().map(str::trim));
+                }
+                None => {
+                    prop_assert_eq!(p.len(), 1);
+                    prop_assert_eq!(p.0[0].input.as_ref(), Some(&value), "the refused value is reported");
+                }
+            }
+        }
     }
 }

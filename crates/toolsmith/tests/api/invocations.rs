@@ -1,8 +1,10 @@
 //! Invocation records over HTTP: the listing and search endpoints against the contract, their
 //! parameter errors, per-row permissions, and the logs extension. Rows are recorded through the
-//! store, as the invoke endpoint records them.
+//! store, as the invoke endpoint records them; the last test invokes real tools and reads every
+//! page with the models of Amigo's own Python SDK.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -11,7 +13,10 @@ use toolsmith_domain::{ObjectId, Role, Version};
 use toolsmith_store::{NewInvocation, NewVersion, UserRef};
 
 use crate::both_backends;
-use crate::support::{contract, Backend, Resp, TestApp};
+use crate::examples::push_samples;
+use crate::invoke::publish;
+use crate::support::{contract, Backend, Options, Resp, TestApp};
+use toolsmith::app::{Retention, Settings};
 
 const CONVERSATION: &str = "c0c0c0c0c0c0c0c0c0c0c0c0";
 const RUN: &str = "a1a1a1a1a1a1a1a1a1a1a1a1";
@@ -76,8 +81,16 @@ fn direct_source(user: &str) -> Value {
     json!({"type": "direct", "user_id": user, "user_org_id": "acme"})
 }
 
-/// A succeeded (`output` set) or failed invocation `n` seconds into the test's timeline.
+/// The user an agent runtime calls tools as, which the fixture's invocations record as caller.
+const RUNTIME_USER: &str = "fedcba9876543210fedcba98";
+
+/// A succeeded (`output` set) or failed invocation `n` seconds into the test's timeline, called
+/// by the user a direct source names, else by the agent runtime's user.
 fn invocation(tool: &str, version: &str, n: i64, output: Option<&str>, source: Value) -> NewInvocation {
+    let caller = match source["type"].as_str() {
+        Some("direct") => source["user_id"].as_str().unwrap().to_owned(),
+        _ => RUNTIME_USER.to_owned(),
+    };
     NewInvocation {
         id: ObjectId::generate().to_string(),
         org_id: "acme".into(),
@@ -94,7 +107,8 @@ fn invocation(tool: &str, version: &str, n: i64, output: Option<&str>, source: V
         },
         duration_ms: 40 + n,
         inputs: json!({"city": "Lyon", "n": n}),
-        source,
+        source: serde_json::from_value(source).unwrap(),
+        caller: UserRef { org_id: "acme".into(), user_id: caller },
         logs: format!("step {n}\n"),
         created_at: Timestamp(1_760_000_000_000_000 + n * 1_000_000),
     }
@@ -159,6 +173,7 @@ both_backends!(listing_returns_records_as_the_contract_shapes_them, |backend: Ba
             "tool_id": weather,
             "tool_version": {"major": 1, "minor": 0, "patch": 0},
             "inputs": {"city": "Lyon", "n": 1},
+            "caller": {"org_id": "acme", "user_id": RUNTIME_USER},
         })
     );
     let failed = &r.body["tool_invocations"][1];
@@ -322,36 +337,74 @@ fn url_encode(raw: &str) -> String {
     raw.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
+/// Asks for every source type there is, contract or not.
+const EVERY_SOURCE_TYPE: &str = "invocation_source_type=regular-conversation\
+    &invocation_source_type=simulation-conversation&invocation_source_type=direct";
+
+both_backends!(direct_invocations_are_listed_only_when_asked_for, |backend: Backend| async move {
+    let app = TestApp::spawn(backend).await;
+    let (weather, _news, rows) = fixture(&app).await;
+    let direct = invocation(&weather, "2.0.0", 6, Some("rain by noon"), direct_source(&app.admin.id));
+    app.store.record_invocations(vec![direct.clone()]).await.unwrap();
+    let token = app.admin.token.clone();
+
+    // Without `invocation_source_type`, pages hold only the contract's source kinds, so every
+    // answer validates against the contract's schema as it is (no record is set aside).
+    let r = list(&app, &token, "").await;
+    assert_eq!(ids(&r), pick(&rows, &[0, 1, 2, 3, 4]));
+    let r = search(&app, &token, "?query=rain").await;
+    assert_eq!(ids(&r), pick(&rows, &[4, 2]));
+    let r = list(&app, &token, "?sort_by=-invocation_source.type&limit=1").await;
+    assert_eq!(ids(&r), pick(&rows, &[3]), "the default holds whatever the order");
+
+    // The extension value selects them; naming every kind lists everything.
+    let r = list(&app, &token, "?invocation_source_type=direct").await;
+    assert_eq!(ids(&r), vec![direct.id.clone()]);
+    assert_eq!(r.body["tool_invocations"][0]["invocation_source"], direct_source(&app.admin.id));
+    assert_eq!(r.body["tool_invocations"][0]["caller"], json!({"org_id": "acme", "user_id": app.admin.id}));
+    let r = list(&app, &token, &format!("?{EVERY_SOURCE_TYPE}")).await;
+    assert_eq!(ids(&r), [pick(&rows, &[0, 1, 2, 3, 4]), vec![direct.id.clone()]].concat());
+    let r = search(&app, &token, "?query=rain&invocation_source_type=direct").await;
+    assert_eq!(ids(&r), vec![direct.id.clone()]);
+    let r = search(&app, &token, &format!("?query=rain&{EVERY_SOURCE_TYPE}")).await;
+    assert_eq!(ids(&r), vec![direct.id.clone(), rows[4].id.clone(), rows[2].id.clone()]);
+
+    // Paging the default listing skips the direct record wherever it sits.
+    let r = list(&app, &token, "?sort_by=-created_at&limit=1").await;
+    assert_eq!(ids(&r), pick(&rows, &[4]));
+    let after = r.body["continuation_token"].as_i64().unwrap();
+    let r = list(&app, &token, &format!("?sort_by=-created_at&limit=10&continuation_token={after}")).await;
+    assert_eq!(ids(&r), pick(&rows, &[3, 2, 1, 0]));
+
+    // A token naming the direct record is still a position in the default listing.
+    let r = list(&app, &token, &format!("?{EVERY_SOURCE_TYPE}&sort_by=-created_at&limit=1")).await;
+    assert_eq!(ids(&r), vec![direct.id.clone()]);
+    let direct_position = r.body["continuation_token"].as_i64().unwrap();
+    let r = list(&app, &token, &format!("?sort_by=-created_at&continuation_token={direct_position}")).await;
+    assert_eq!(ids(&r), pick(&rows, &[4, 3, 2, 1, 0]));
+});
+
 both_backends!(rows_are_visible_only_with_the_permission_of_their_source, |backend: Backend| async move {
     let app = TestApp::spawn(backend).await;
     let (weather, _news, rows) = fixture(&app).await;
     let direct = invocation(&weather, "2.0.0", 6, Some("rain by noon"), direct_source(&app.admin.id));
     app.store.record_invocations(vec![direct.clone()]).await.unwrap();
 
-    // Direct calls are toolsmith's own source type, outside the contract's schema, so these
-    // answers are checked by hand.
-    let everything = app.request(Method::GET, "/v1/acme/tool/invocation", &app.admin.token).send().await;
-    assert_eq!(ids(&everything).len(), 6);
-    assert_eq!(everything.body["tool_invocations"][5]["invocation_source"], direct_source(&app.admin.id));
-    let r = app
-        .request(Method::GET, "/v1/acme/tool/invocation?invocation_source_type=direct", &app.admin.token)
-        .send()
-        .await;
-    assert_eq!(ids(&r), vec![direct.id.clone()]);
-    let r = app.request(Method::GET, "/v1/acme/tool/invocation/search?query=rain", &app.admin.token).send().await;
-    assert_eq!(ids(&r), vec![direct.id.clone(), rows[4].id.clone(), rows[2].id.clone()]);
-
-    // A viewer reads every kind; an invoker none, and is told so by empty answers, not a 403.
+    // A viewer reads every kind; an invoker and an agent runtime none, and are told so by empty
+    // answers, not a 403.
     let viewer = app.user("acme", &[Role::Viewer]).await;
-    let r = app.request(Method::GET, "/v1/acme/tool/invocation", &viewer.token).send().await;
+    let r = list(&app, &viewer.token, &format!("?{EVERY_SOURCE_TYPE}")).await;
     assert_eq!(ids(&r).len(), 6);
+    for role in [Role::Invoker, Role::AgentRuntime] {
+        let user = app.user("acme", &[role]).await;
+        let r = list(&app, &user.token, "").await;
+        assert_eq!((r.status, ids(&r).len(), r.body["has_more"].clone()), (200, 0, json!(false)), "{role}");
+        let r = list(&app, &user.token, &format!("?{EVERY_SOURCE_TYPE}")).await;
+        assert_eq!((r.status, ids(&r).len()), (200, 0), "{role}");
+        let r = search(&app, &user.token, "?query=rain&invocation_source_type=direct").await;
+        assert_eq!((r.status, ids(&r).len()), (200, 0), "{role}");
+    }
     let invoker = app.user("acme", &[Role::Invoker]).await;
-    let r = list(&app, &invoker.token, "").await;
-    assert_eq!((r.status, ids(&r).len(), r.body["has_more"].clone()), (200, 0, json!(false)));
-    let r = list(&app, &invoker.token, "?invocation_source_type=regular-conversation").await;
-    assert_eq!((r.status, ids(&r).len()), (200, 0));
-    let r = search(&app, &invoker.token, "?query=rain").await;
-    assert_eq!((r.status, ids(&r).len()), (200, 0));
     let logs = format!("/v1/acme/tool/invocation/{}/logs", rows[0].id);
     let r = app.request(Method::GET, &logs, &invoker.token).send().await;
     assert_eq!((r.status, r.detail()), (404, "The specified organization or invocation does not exist."));
@@ -384,6 +437,60 @@ both_backends!(logs_extension_returns_what_the_tool_printed, |backend: Backend| 
     assert_eq!((r.status, r.body["detail"][0]["loc"].clone()), (422, json!(["path", "invocation_id"])));
 });
 
+both_backends!(retention_deletes_old_records_in_the_background, |backend: Backend| async move {
+    let app = TestApp::spawn(backend).await;
+    let weather = app.create_tool("weather").await;
+    publish_records(&app, &weather, &["1.0.0"]).await;
+    let now = Timestamp::now().0;
+    let day = 86_400_000_000;
+    let at = |n: i64, output: &str, created: i64| NewInvocation {
+        created_at: Timestamp(created),
+        ..invocation(&weather, "1.0.0", n, Some(output), regular_source())
+    };
+    let old: Vec<NewInvocation> = (0..5).map(|n| at(n, "stale forecast", now - 3 * day + n)).collect();
+    let new: Vec<NewInvocation> = (0..3).map(|n| at(n, "fresh forecast", now - 60_000_000 + n)).collect();
+    app.store.record_invocations(old.clone()).await.unwrap();
+    app.store.record_invocations(new.clone()).await.unwrap();
+    let token = app.admin.token.clone();
+    let position = |r: &Resp| r.body["continuation_token"].as_i64().unwrap_or_else(|| panic!("{}", r.text));
+    let oldest_first = position(&list(&app, &token, "?limit=2").await);
+    let newest_first = position(&list(&app, &token, "?sort_by=-created_at&limit=7").await);
+    let by_tool = position(&list(&app, &token, "?sort_by=%2Btool_id&limit=2").await);
+
+    // A second server on the same database deletes what is older than a day, two records a
+    // transaction, looking every 100 ms.
+    let retention = Retention {
+        max_age: std::time::Duration::from_secs(86_400),
+        every: std::time::Duration::from_millis(100),
+        batch: Some(2),
+        pause: std::time::Duration::from_millis(5),
+    };
+    let settings = Settings { invocation_retention: Some(retention), ..Settings::default() };
+    let _pruner = app.sibling(Options { settings, ..Options::default() }).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut r = list(&app, &token, "").await;
+    while ids(&r).len() > new.len() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        r = list(&app, &token, "").await;
+    }
+    assert_eq!(ids(&r), pick(&new, &[0, 1, 2]), "the old records are gone, the new ones stay");
+    let r = search(&app, &token, "?query=forecast").await;
+    assert_eq!(ids(&r), pick(&new, &[2, 1, 0]));
+    assert!(ids(&search(&app, &token, "?query=stale").await).is_empty());
+    let logs = |id: &str| format!("/v1/acme/tool/invocation/{id}/logs");
+    assert_eq!(app.request(Method::GET, &logs(&old[0].id), &token).send().await.status, 404);
+    assert_eq!(app.request(Method::GET, &logs(&new[0].id), &token).send().await.status, 200);
+
+    // Tokens naming deleted records: oldest first, the listing goes on with the oldest kept
+    // record; newest first, nothing is left after them; in another order, their place is lost.
+    let r = list(&app, &token, &format!("?continuation_token={oldest_first}")).await;
+    assert_eq!((r.status, ids(&r)), (200, pick(&new, &[0, 1, 2])), "{}", r.text);
+    let r = list(&app, &token, &format!("?sort_by=-created_at&continuation_token={newest_first}")).await;
+    assert_eq!((r.status, ids(&r), r.body["has_more"].clone()), (200, vec![], json!(false)), "{}", r.text);
+    let r = list(&app, &token, &format!("?sort_by=%2Btool_id&continuation_token={by_tool}")).await;
+    assert_eq!((r.status, r.body["detail"][0]["loc"].clone()), (422, json!(["query", "continuation_token"])));
+});
+
 #[tokio::test]
 async fn openapi_document_describes_the_invocation_endpoints() {
     let app = TestApp::spawn(Backend::Sqlite).await;
@@ -410,3 +517,50 @@ async fn openapi_document_describes_the_invocation_endpoints() {
     let logs = &doc["paths"]["/v1/{organization}/tool/invocation/{invocation_id}/logs"]["get"];
     assert_eq!(logs["x-toolsmith-extension"], json!(true));
 }
+
+/// The directory of the Python test that parses pages with Amigo's SDK.
+fn sdk_tests() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk")
+}
+
+/// The interpreter of the virtual environment `dev/test` makes under `target/`, which holds
+/// Amigo's Python SDK at the version `tests/sdk/requirements.txt` pins.
+fn sdk_python() -> PathBuf {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/sdk-venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing; dev/test creates it, or: python3 -m venv target/sdk-venv && \
+         target/sdk-venv/bin/pip install -r crates/toolsmith/tests/sdk/requirements.txt",
+        python.display()
+    );
+    python
+}
+
+both_backends!(amigo_sdk_models_parse_every_page, |backend: Backend| async move {
+    let python = sdk_python();
+    let app = TestApp::spawn(backend).await;
+    push_samples(&app).await;
+    let echo = publish(&app, "context_echo", None).await;
+    let raises = publish(&app, "raises", None).await;
+    let agent = app.user("acme", &[Role::AgentRuntime]).await;
+    let out = tokio::process::Command::new(&python)
+        .args(["-m", "unittest", "-v", "test_amigo_sdk_models"])
+        .current_dir(sdk_tests())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("TOOLSMITH_URL", &app.base)
+        .env("TOOLSMITH_ORG", "acme")
+        .env("TOOLSMITH_ADMIN_TOKEN", &app.admin.token)
+        .env("TOOLSMITH_ADMIN_ID", &app.admin.id)
+        .env("TOOLSMITH_AGENT_TOKEN", &agent.token)
+        .env("TOOLSMITH_AGENT_ID", &agent.id)
+        .env("TOOLSMITH_ECHO_TOOL", &echo)
+        .env("TOOLSMITH_RAISES_TOOL", &raises)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run the SDK's Python");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the SDK's models refused a page:\n{report}");
+    let ran = report.lines().find_map(|l| l.strip_prefix("Ran ")?.split(' ').next()?.parse::<u32>().ok());
+    assert!(ran.is_some_and(|n| n >= 7), "the SDK tests did not all run:\n{report}");
+});

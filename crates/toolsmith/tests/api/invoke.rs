@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
+use toolsmith_domain::Role;
 
 use crate::both_backends;
 use crate::examples::push_samples;
@@ -21,7 +22,7 @@ async fn set_envvars(app: &TestApp, tool: &str, body: Value) {
 }
 
 /// Creates a tool and publishes the sample `name` as its version 1.0.0.
-async fn publish(app: &TestApp, name: &str, envvars: Option<Value>) -> String {
+pub async fn publish(app: &TestApp, name: &str, envvars: Option<Value>) -> String {
     let tool = app.create_tool(name).await;
     if let Some(body) = envvars {
         set_envvars(app, &tool, body).await;
@@ -46,7 +47,11 @@ fn input(parameters: Value) -> Value {
 }
 
 async fn invoke(app: &TestApp, tool: &str, version: &str, inputs: Vec<Value>) -> Resp {
-    app.request(Method::POST, &format!("/v1/acme/tool/{tool}/version/{version}/invoke"), &app.admin.token)
+    invoke_as(app, &app.admin.token, tool, version, inputs).await
+}
+
+async fn invoke_as(app: &TestApp, token: &str, tool: &str, version: &str, inputs: Vec<Value>) -> Resp {
+    app.request(Method::POST, &format!("/v1/acme/tool/{tool}/version/{version}/invoke"), token)
         .op("invoke-tool-version")
         .json(&json!({"inputs": inputs}))
         .send()
@@ -120,9 +125,14 @@ both_backends!(invoking_published_samples_returns_results_in_order_and_records_t
     assert_eq!(echoed["context"]["sensitive_user_variables"], json!({"member_id": "********"}));
     assert!(!r.text.contains("member-4242"));
 
-    // Every invocation was recorded before the answers came back.
+    // Every invocation was recorded before the answers came back. Calls without a source are
+    // direct calls, listed when asked for.
     let listed = app
-        .request(Method::GET, &format!("/v1/acme/tool/invocation?tool_id={counter}&limit=100"), &app.admin.token)
+        .request(
+            Method::GET,
+            &format!("/v1/acme/tool/invocation?tool_id={counter}&limit=100&invocation_source_type=direct"),
+            &app.admin.token,
+        )
         .op("get-tool-invocations")
         .send()
         .await;
@@ -130,8 +140,8 @@ both_backends!(invoking_published_samples_returns_results_in_order_and_records_t
     let rows = listed.body["tool_invocations"].as_array().unwrap();
     assert_eq!(rows.len(), 5);
     assert!(rows.iter().all(|row| row["invocation_status"]["output"] == "1"));
-    assert_eq!(rows[0]["invocation_source"]["type"], "direct");
-    assert_eq!(rows[0]["invocation_source"]["user_id"], app.admin.id.as_str());
+    assert_eq!(rows[0]["invocation_source"], json!({"type": "direct", "user_id": app.admin.id, "user_org_id": "acme"}));
+    assert_eq!(rows[0]["caller"], json!({"org_id": "acme", "user_id": app.admin.id}));
     let simulated = app
         .request(
             Method::GET,
@@ -144,11 +154,12 @@ both_backends!(invoking_published_samples_returns_results_in_order_and_records_t
     let rows = simulated.body["tool_invocations"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{}", simulated.text);
     assert_eq!(rows[0]["invocation_source"]["run_index"], 2);
+    assert_eq!(rows[0]["caller"]["user_id"], app.admin.id.as_str());
     assert!(!simulated.text.contains("member-4242"), "sensitive user variables are never stored");
     let failed = app
         .request(
             Method::GET,
-            &format!("/v1/acme/tool/invocation/search?query=first&tool_id={raises}"),
+            &format!("/v1/acme/tool/invocation/search?query=first&tool_id={raises}&invocation_source_type=direct"),
             &app.admin.token,
         )
         .op("search-tool-invocations")
@@ -156,6 +167,198 @@ both_backends!(invoking_published_samples_returns_results_in_order_and_records_t
         .await;
     assert_eq!(failed.status, 200, "{}", failed.text);
     assert_eq!(failed.body["tool_invocations"].as_array().unwrap().len(), 1, "{}", failed.text);
+});
+
+fn conversation_source(user: &str) -> Value {
+    json!({
+        "type": "regular-conversation",
+        "user_id": user,
+        "conversation_id": "c0c0c0c0c0c0c0c0c0c0c0c0",
+        "interaction_id": null,
+        "invocation_metadata": {
+            "type": "state-transition",
+            "current_state_machine_and_version": ["support", 3],
+            "state_name": "lookup",
+            "state_transition_index": 1,
+            "tool_call_round_index": 0
+        }
+    })
+}
+
+fn with_source(note: &str, source: Value) -> Value {
+    let mut input = input(json!({"note": note}));
+    input["invocation_source"] = source;
+    input
+}
+
+/// The records of a tool, of every source kind, oldest first.
+async fn records(app: &TestApp, tool: &str) -> Vec<Value> {
+    let path = format!(
+        "/v1/acme/tool/invocation?tool_id={tool}&invocation_source_type=regular-conversation\
+         &invocation_source_type=simulation-conversation&invocation_source_type=direct"
+    );
+    let r = app.request(Method::GET, &path, &app.admin.token).op("get-tool-invocations").send().await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["tool_invocations"].as_array().unwrap().clone()
+}
+
+both_backends!(attaching_a_source_takes_its_own_permission_and_the_caller_is_recorded, |backend: Backend| async move {
+    let app = TestApp::spawn(backend).await;
+    push_samples(&app).await;
+    let echo = publish(&app, "context_echo", None).await;
+    let developer = app.user("acme", &[Role::Developer]).await;
+    let invoker = app.user("acme", &[Role::Invoker]).await;
+    let runtime = app.user("acme", &[Role::AgentRuntime]).await;
+    let someone_else = "0123456789abcdef01234567";
+
+    // Without the permission, a source is refused with the contract's 403, before the body is
+    // validated and before the tool is looked up; nothing runs and nothing is recorded.
+    for user in [&developer, &invoker] {
+        let r = invoke_as(&app, &user.token, &echo, "1.0.0", vec![with_source("a", conversation_source(someone_else))])
+            .await;
+        assert_eq!((r.status, r.detail()), (403, "Missing required permissions."), "{}", r.text);
+        let r = invoke_as(&app, &user.token, &echo, "1.0.0", vec![with_source("b", json!({"type": "nonsense"}))]).await;
+        assert_eq!(r.status, 403, "{}", r.text);
+        let r = invoke_as(
+            &app,
+            &user.token,
+            "ffffffffffffffffffffffff",
+            "1.0.0",
+            vec![with_source("c", conversation_source(someone_else))],
+        )
+        .await;
+        assert_eq!(r.status, 403, "{}", r.text);
+        // One input with a source is enough.
+        let r = invoke_as(
+            &app,
+            &user.token,
+            &echo,
+            "1.0.0",
+            vec![input(json!({"note": "d"})), with_source("e", conversation_source(someone_else))],
+        )
+        .await;
+        assert_eq!(r.status, 403, "{}", r.text);
+    }
+    assert!(records(&app, &echo).await.is_empty());
+
+    // Without a source (absent or null) they invoke as before: a direct call by themselves.
+    let r = invoke_as(&app, &invoker.token, &echo, "1.0.0", vec![with_source("plain", Value::Null)]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // An agent runtime attaches a conversation of another user; the record keeps both.
+    let r =
+        invoke_as(&app, &runtime.token, &echo, "1.0.0", vec![with_source("agent", conversation_source(someone_else))])
+            .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rows = records(&app, &echo).await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["invocation_source"], json!({"type": "direct", "user_id": invoker.id, "user_org_id": "acme"}));
+    assert_eq!(rows[0]["caller"], json!({"org_id": "acme", "user_id": invoker.id}));
+    assert_eq!(rows[1]["invocation_source"], conversation_source(someone_else));
+    assert_eq!(rows[1]["caller"], json!({"org_id": "acme", "user_id": runtime.id}));
+
+    // Nullable fields may be left out and are recorded as nulls; fields outside the shape are
+    // dropped. What is recorded is exactly the contract's shape.
+    let sparse = json!({
+        "type": "simulation-conversation",
+        "run_index": 4,
+        "unknown": "dropped",
+        "invocation_metadata": {"type": "tool-call-state", "current_state_machine_and_version": ["sm", 2], "state_name": "s"}
+    });
+    let r = invoke_as(&app, &runtime.token, &echo, "1.0.0", vec![with_source("sparse", sparse)]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rows = records(&app, &echo).await;
+    assert_eq!(
+        rows[2]["invocation_source"],
+        json!({
+            "type": "simulation-conversation",
+            "simulation_unit_test_set_run_id": null,
+            "unit_test_id": null,
+            "run_index": 4,
+            "invocation_metadata": {"type": "tool-call-state", "current_state_machine_and_version": ["sm", 2], "state_name": "s"}
+        })
+    );
+
+    // With the permission, a source outside the contract's shape is a 422 naming the field.
+    let metadata = |m: Value| {
+        let mut s = conversation_source(someone_else);
+        s["invocation_metadata"] = m;
+        s
+    };
+    let at = |rest: &[Value]| {
+        let mut loc = vec![json!("body"), json!("inputs"), json!(0), json!("invocation_source")];
+        loc.extend_from_slice(rest);
+        Value::Array(loc)
+    };
+    for (source, loc, kind) in [
+        (json!("regular"), at(&[]), "model_attributes_type"),
+        (json!({"user_id": someone_else}), at(&[]), "union_tag_not_found"),
+        (json!({"type": "direct", "user_id": someone_else, "user_org_id": "acme"}), at(&[]), "union_tag_invalid"),
+        (
+            json!({"type": "regular-conversation", "invocation_metadata": {"type": "engage-user", "current_state_machine_and_version": ["sm", 1], "tool_call_round_index": 0}}),
+            at(&[json!("user_id")]),
+            "missing",
+        ),
+        (
+            json!({"type": "regular-conversation", "user_id": someone_else}),
+            at(&[json!("invocation_metadata")]),
+            "missing",
+        ),
+        (
+            json!({"type": "simulation-conversation", "run_index": "2", "invocation_metadata": {"type": "engage-user", "current_state_machine_and_version": ["sm", 1], "tool_call_round_index": 0}}),
+            at(&[json!("run_index")]),
+            "int_type",
+        ),
+        (
+            metadata(json!({"type": "state-transition"})),
+            at(&[json!("invocation_metadata"), json!("current_state_machine_and_version")]),
+            "missing",
+        ),
+        (metadata(json!({"type": "thinking"})), at(&[json!("invocation_metadata")]), "union_tag_invalid"),
+        (metadata(json!([])), at(&[json!("invocation_metadata")]), "model_attributes_type"),
+        (
+            metadata(
+                json!({"type": "engage-user", "current_state_machine_and_version": ["sm"], "tool_call_round_index": 0}),
+            ),
+            at(&[json!("invocation_metadata"), json!("current_state_machine_and_version"), json!(1)]),
+            "missing",
+        ),
+        (
+            metadata(
+                json!({"type": "engage-user", "current_state_machine_and_version": ["sm", 1, 2], "tool_call_round_index": 0}),
+            ),
+            at(&[json!("invocation_metadata"), json!("current_state_machine_and_version")]),
+            "too_long",
+        ),
+        (
+            metadata(
+                json!({"type": "engage-user", "current_state_machine_and_version": [1, "sm"], "tool_call_round_index": 0}),
+            ),
+            at(&[json!("invocation_metadata"), json!("current_state_machine_and_version"), json!(0)]),
+            "string_type",
+        ),
+        (
+            metadata(json!({"type": "tool-call-state", "current_state_machine_and_version": ["sm", 1]})),
+            at(&[json!("invocation_metadata"), json!("state_name")]),
+            "missing",
+        ),
+        (
+            metadata(
+                json!({"type": "engage-user", "current_state_machine_and_version": ["sm", 1], "tool_call_round_index": 0.5}),
+            ),
+            at(&[json!("invocation_metadata"), json!("tool_call_round_index")]),
+            "int_type",
+        ),
+    ] {
+        let r = invoke_as(&app, &runtime.token, &echo, "1.0.0", vec![with_source("bad", source.clone())]).await;
+        assert_eq!(r.status, 422, "{source}: {}", r.text);
+        assert_eq!(
+            (r.body["detail"][0]["loc"].clone(), r.body["detail"][0]["type"].clone()),
+            (loc, json!(kind)),
+            "{source}: {}",
+            r.text
+        );
+    }
+    assert_eq!(records(&app, &echo).await.len(), 3, "nothing refused was recorded");
 });
 
 both_backends!(bad_invocations_are_refused_before_anything_runs, |backend: Backend| async move {
@@ -338,7 +541,11 @@ both_backends!(
 
         // Captured output is stored with the record (masked) and readable through the extension.
         let listed = app
-            .request(Method::GET, &format!("/v1/acme/tool/invocation?tool_id={tool}&limit=100"), &app.admin.token)
+            .request(
+                Method::GET,
+                &format!("/v1/acme/tool/invocation?tool_id={tool}&limit=100&invocation_source_type=direct"),
+                &app.admin.token,
+            )
             .op("get-tool-invocations")
             .send()
             .await;
@@ -427,9 +634,17 @@ both_backends!(the_test_endpoint_builds_a_branch_and_runs_it_with_the_given_env,
     let mut missing_branch =
         body("hostile", vec![input(json!({"action": "secret"}))], json!({}), json!({"API_TOKEN": "x"}));
     missing_branch["commit_branch"] = json!("no-such-branch");
-    let r = test_tool(&app, missing_branch).await;
+    let r = test_tool(&app, missing_branch.clone()).await;
     assert_eq!(r.status, 404, "{}", r.text);
     assert_eq!(r.detail(), "The specified organization or tool commit does not exist.");
+    // The contract types the branch as any string, so an empty one is a branch that does not
+    // exist, not a malformed request.
+    for empty in ["", "  "] {
+        missing_branch["commit_branch"] = json!(empty);
+        let r = test_tool(&app, missing_branch.clone()).await;
+        assert_eq!(r.status, 404, "{empty:?}: {}", r.text);
+        assert_eq!(r.detail(), "The specified organization or tool commit does not exist.");
+    }
 
     // Nothing of a test is recorded: it ran no published version.
     let listed = app.request(Method::GET, "/v1/acme/tool/invocation", &app.admin.token).send().await;

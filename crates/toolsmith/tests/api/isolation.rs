@@ -164,9 +164,13 @@ both_backends!(an_invocation_cannot_read_or_forge_a_concurrent_one, |backend: Ba
     let output: Value = serde_json::from_str(result["output"].as_str().unwrap()).unwrap();
     assert!(output["held"].as_u64().unwrap() > 0, "the victim's own answer, not a forged one: {output}");
 
-    // What was recorded is the victim's answer too.
+    // What was recorded is the victim's answer too (both calls are direct ones).
     let listed = app
-        .request(Method::GET, &format!("/v1/acme/tool/invocation?tool_id={tool}&limit=10"), &app.admin.token)
+        .request(
+            Method::GET,
+            &format!("/v1/acme/tool/invocation?tool_id={tool}&limit=10&invocation_source_type=direct"),
+            &app.admin.token,
+        )
         .op("get-tool-invocations")
         .send()
         .await;

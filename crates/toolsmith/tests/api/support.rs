@@ -301,25 +301,10 @@ pub struct Contract {
     doc: Value,
 }
 
-/// Finds `shared/spec/amigo-tool-openapi.json` above the crate (or at `TOOLSMITH_SPEC`).
+/// The structure of the compatible API's OpenAPI document, vendored into the repository by
+/// `dev/vendor-contract` (which records the source and its SHA-256 under `x-vendored-from`).
 pub fn spec_path() -> PathBuf {
-    if let Ok(path) = std::env::var("TOOLSMITH_SPEC") {
-        return PathBuf::from(path);
-    }
-    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    loop {
-        let candidate = dir.join("shared/spec/amigo-tool-openapi.json");
-        if candidate.exists() {
-            return candidate;
-        }
-        let sibling = dir.join("../shared/spec/amigo-tool-openapi.json");
-        if sibling.exists() {
-            return sibling;
-        }
-        if !dir.pop() {
-            panic!("amigo-tool-openapi.json not found above {}; set TOOLSMITH_SPEC", env!("CARGO_MANIFEST_DIR"));
-        }
-    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/contract/amigo-tool-openapi.json")
 }
 
 /// The contract, loaded once.

@@ -219,6 +219,23 @@ both_backends!(modify_changes_description_and_replaces_tags, |backend: Backend| 
     assert_eq!(r.body["detail"][0]["loc"], json!(["path", "tool_id"]));
 });
 
+both_backends!(a_nul_in_a_description_is_stored_as_a_replacement_character, |backend: Backend| async move {
+    // PostgreSQL cannot store NUL in text; both backends keep the same replacement instead.
+    let app = TestApp::spawn(backend).await;
+    let r = create(&app, json!({"name": "nul", "description": "before\0after", "tags": {}})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.tool(&id).await["description"], "before\u{fffd}after");
+    let r = app
+        .request(Method::POST, &format!("/v1/acme/tool/{id}"), &app.admin.token)
+        .op("modify-tool")
+        .json(&json!({"description": "\0 again"}))
+        .send()
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(app.tool(&id).await["description"], "\u{fffd} again");
+});
+
 both_backends!(deprecate_marks_the_tool_and_is_idempotent, |backend: Backend| async move {
     let app = TestApp::spawn(backend).await;
     let id = app.create_tool("old_tool").await;

@@ -5,15 +5,19 @@
 //! None of them refuses a caller outright: each source type of invocation takes its own
 //! permission, and a caller sees exactly the rows whose source type they may read (the contract
 //! says these endpoints "may require" the permissions, per kind of invocation).
+//!
+//! The listing and search answer in the contract's shapes, which clients built from it parse a
+//! whole page at a time: one record of a source kind outside the contract's union fails the page.
+//! So records of toolsmith's own kinds (`direct`) come back only when `invocation_source_type`
+//! names them.
 
 use axum::extract::{RawQuery, State};
 use axum::{Extension, Json};
-use serde::Serialize;
 use serde_json::{json, Value};
 use toolsmith_domain::{Permission, Specifier};
 use toolsmith_store::{
-    Invocation, InvocationFilter, InvocationQuery, InvocationSearch, InvocationSortField, SearchField, SourceType,
-    StoreError, ToolVersions,
+    InvocationFilter, InvocationQuery, InvocationSearch, InvocationSortField, SearchField, SourceType, StoreError,
+    ToolVersions,
 };
 
 use crate::app::AppState;
@@ -22,94 +26,26 @@ use crate::http::error::{ApiError, Loc};
 use crate::http::extract::PathParams;
 use crate::http::operations::GET_INVOCATION_LOGS;
 use crate::http::params::{Problems, Query};
-use crate::http::wire::VersionOut;
+use crate::http::wire::ToolInvocationInstance;
 
-/// The permission that reveals invocations of each source type.
-const READ_PERMISSION: [(SourceType, Permission); 3] = [
-    (SourceType::RegularConversation, Permission::GetInteractionInsights),
-    (SourceType::SimulationConversation, Permission::GetSimulationUnitTestSetRun),
-    (SourceType::Direct, Permission::GetToolInvocation),
-];
+/// The permission that reveals invocations of a source type. A match, so that a new source type
+/// cannot be added without deciding who reads it.
+fn read_permission(source_type: SourceType) -> Permission {
+    match source_type {
+        SourceType::RegularConversation => Permission::GetInteractionInsights,
+        SourceType::SimulationConversation => Permission::GetSimulationUnitTestSetRun,
+        SourceType::Direct => Permission::GetToolInvocation,
+    }
+}
 
 /// The source types whose invocations the caller may read.
 fn visible(caller: &Caller) -> Vec<SourceType> {
-    READ_PERMISSION.iter().filter(|(_, p)| caller.can(*p)).map(|(t, _)| *t).collect()
+    SourceType::ALL.into_iter().filter(|t| caller.can(read_permission(*t))).collect()
 }
 
-/// `InvocationStatus`: what the tool returned or raised.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum InvocationStatus {
-    /// The tool returned.
-    Succeeded {
-        /// Always true.
-        succeeded: bool,
-        /// The output.
-        output: String,
-    },
-    /// The tool raised.
-    Failed {
-        /// Always false.
-        succeeded: bool,
-        /// The exception's message.
-        exception_message: String,
-        /// The exception's type.
-        exception_type: String,
-        /// The stack trace lines.
-        exception_stack_trace: Vec<String>,
-    },
-}
-
-/// `ToolInvocationInstance`.
-#[derive(Debug, Serialize)]
-pub struct ToolInvocationInstance {
-    /// The invocation's id.
-    pub id: String,
-    /// The organization.
-    pub org_id: String,
-    /// When it was invoked.
-    pub created_at: String,
-    /// When the record last changed.
-    pub updated_at: String,
-    /// What happened.
-    pub invocation_status: InvocationStatus,
-    /// Where the call came from, as recorded.
-    pub invocation_source: Value,
-    /// How long it ran.
-    pub duration_ms: i64,
-    /// The tool.
-    pub tool_id: String,
-    /// The version.
-    pub tool_version: VersionOut,
-    /// The input parameters.
-    pub inputs: Value,
-}
-
-impl From<Invocation> for ToolInvocationInstance {
-    fn from(i: Invocation) -> Self {
-        let invocation_status = if i.succeeded {
-            InvocationStatus::Succeeded { succeeded: true, output: i.output.unwrap_or_default() }
-        } else {
-            InvocationStatus::Failed {
-                succeeded: false,
-                exception_message: i.exception_message.unwrap_or_default(),
-                exception_type: i.exception_type.unwrap_or_default(),
-                exception_stack_trace: i.exception_stack_trace,
-            }
-        };
-        ToolInvocationInstance {
-            created_at: i.created_at.to_rfc3339(),
-            updated_at: i.updated_at.to_rfc3339(),
-            tool_version: VersionOut { major: i.version.major, minor: i.version.minor, patch: i.version.patch },
-            id: i.id,
-            org_id: i.org_id,
-            invocation_status,
-            invocation_source: i.source,
-            duration_ms: i.duration_ms,
-            tool_id: i.tool_id,
-            inputs: i.inputs,
-        }
-    }
+/// The values `invocation_source_type` accepts: the contract's two and toolsmith's own.
+fn source_type_values() -> Vec<(&'static str, SourceType)> {
+    SourceType::ALL.into_iter().map(|t| (t.as_str(), t)).collect()
 }
 
 fn qloc(name: &str) -> Vec<Loc> {
@@ -142,12 +78,6 @@ fn enum_list<T: Copy>(q: &Query, name: &str, allowed: &[(&str, T)], problems: &m
     out
 }
 
-const SOURCE_TYPES: [(&str, SourceType); 3] = [
-    ("regular-conversation", SourceType::RegularConversation),
-    ("simulation-conversation", SourceType::SimulationConversation),
-    ("direct", SourceType::Direct),
-];
-
 /// The filters the listing and search share, as asked for.
 struct Filters {
     tool_ids: Vec<String>,
@@ -161,7 +91,7 @@ impl Filters {
     fn parse(q: &Query, problems: &mut Problems) -> Filters {
         Filters {
             tool_ids: q.id_list("tool_id", problems),
-            source_types: enum_list(q, "invocation_source_type", &SOURCE_TYPES, problems),
+            source_types: enum_list(q, "invocation_source_type", &source_type_values(), problems),
             conversation_ids: q.id_list("conversation_id", problems),
             simulation_run_ids: q.id_list("simulation_unit_test_set_run_id", problems),
             succeeded: q.opt_bool("succeeded", problems),
@@ -169,10 +99,12 @@ impl Filters {
     }
 
     /// The store filter: what was asked for, narrowed to the source types the caller may read.
+    /// Without `invocation_source_type`, only the contract's kinds: what compatible clients can
+    /// parse.
     fn into_store(self, caller: &Caller, specifiers: Vec<Option<Specifier>>) -> InvocationFilter {
         let visible = visible(caller);
         let source_types = if self.source_types.is_empty() {
-            visible
+            visible.into_iter().filter(|t| t.in_contract()).collect()
         } else {
             self.source_types.into_iter().filter(|t| visible.contains(t)).collect()
         };
@@ -302,7 +234,7 @@ pub async fn logs(
     let id = path.object_id("invocation_id")?;
     let not_found = || ApiError::not_found(GET_INVOCATION_LOGS.org_not_found);
     let record = state.store().invocation_logs(&caller.org_id, &id).await?.ok_or_else(not_found)?;
-    let readable = SourceType::parse(&record.source_type).is_some_and(|t| visible(&caller).contains(&t));
+    let readable = record.source_type.is_some_and(|t| visible(&caller).contains(&t));
     if !readable {
         return Err(not_found());
     }

@@ -9,8 +9,9 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
+use toolsmith_domain::invocation_source::DirectSource;
 use toolsmith_domain::time::Timestamp;
-use toolsmith_domain::{ObjectId, Specifier, Version};
+use toolsmith_domain::{InvocationSource, ObjectId, Permission, SourceType, Specifier, Version};
 use toolsmith_runtime::{mask, Purpose, RunOutcome, StartError, VersionRuntime, Zygote};
 use toolsmith_store::{NewInvocation, ToolVersion};
 
@@ -36,8 +37,9 @@ pub struct Input {
     pub nonsensitive: Map<String, Value>,
     /// Passed to the tool, masked in its results and never stored.
     pub sensitive: Map<String, Value>,
-    /// The caller's description of where the invocation comes from (an extension).
-    pub source: Option<Value>,
+    /// The conversation or simulation the invocation belongs to, as its caller says (an
+    /// extension; attaching one takes `Tool:AttachInvocationSource`).
+    pub source: Option<InvocationSource>,
 }
 
 impl Input {
@@ -94,66 +96,177 @@ fn user_variables(fields: &Fields<'_>, name: &str, problems: &mut Problems) -> M
     map.clone()
 }
 
-fn invocation_source(fields: &Fields<'_>, problems: &mut Problems) -> Option<Value> {
+/// A field that may be absent or `null` (both meaning null), else a string.
+fn nullable_string(f: &Fields<'_>, key: &str, problems: &mut Problems) {
+    if let Some(v) = f.raw(key).filter(|v| !v.is_null() && !v.is_string()) {
+        problems.push(f.loc(key), "string_type", "Input should be a valid string", Some(v.clone()));
+    }
+}
+
+/// A field that may be absent or `null`, else an integer.
+fn nullable_int(f: &Fields<'_>, key: &str, problems: &mut Problems) {
+    if let Some(v) = f.raw(key).filter(|v| !v.is_null() && !v.is_i64()) {
+        problems.push(f.loc(key), "int_type", "Input should be a valid integer", Some(v.clone()));
+    }
+}
+
+/// A required integer field.
+fn required_int(f: &Fields<'_>, key: &str, problems: &mut Problems) {
+    if let Some(v) = f.required(key, problems).filter(|v| !v.is_i64()) {
+        problems.push(f.loc(key), "int_type", "Input should be a valid integer", Some(v.clone()));
+    }
+}
+
+/// The `type` of a tagged union at `f`, which must be one of `tags`; reported like pydantic's
+/// discriminated unions, at the union's own location.
+fn union_tag(
+    f: &Fields<'_>,
+    value: &Value,
+    loc: Vec<Loc>,
+    tags: &[&'static str],
+    problems: &mut Problems,
+) -> Option<&'static str> {
+    let raw = f.raw("type");
+    if let Some(tag) = raw.and_then(Value::as_str).and_then(|s| tags.iter().find(|t| **t == s)) {
+        return Some(tag);
+    }
+    match raw {
+        None => problems.push(
+            loc,
+            "union_tag_not_found",
+            "Unable to extract tag using discriminator 'type'",
+            Some(value.clone()),
+        ),
+        Some(tag) => {
+            let expected: Vec<String> = tags.iter().map(|t| format!("'{t}'")).collect();
+            let shown = tag.as_str().map_or_else(|| tag.to_string(), str::to_owned);
+            problems.push(
+                loc,
+                "union_tag_invalid",
+                format!(
+                    "Input tag '{shown}' found using 'type' does not match any of the expected tags: {}",
+                    expected.join(", ")
+                ),
+                Some(value.clone()),
+            );
+        }
+    }
+    None
+}
+
+/// The object at `key` of `f`, recording why when it is missing or not an object.
+fn object_field<'a>(f: &Fields<'a>, key: &str, problems: &mut Problems) -> Option<(&'a Value, Fields<'a>)> {
+    let value = f.required(key, problems)?;
+    let Value::Object(map) = value else {
+        problems.push(
+            f.loc(key),
+            "model_attributes_type",
+            "Input should be a valid dictionary or object to extract fields from",
+            Some(value.clone()),
+        );
+        return None;
+    };
+    Some((value, Fields::new(map, f.loc(key))))
+}
+
+/// Checks `invocation_metadata` (the contract's `AgentFrameworkInvocationMetadata`).
+fn invocation_metadata(source: &Fields<'_>, problems: &mut Problems) {
+    let Some((value, m)) = object_field(source, "invocation_metadata", problems) else { return };
+    let tags = ["state-transition", "engage-user", "tool-call-state"];
+    let Some(kind) = union_tag(&m, value, source.loc("invocation_metadata"), &tags, problems) else { return };
+    // `[state machine id, version]`, a pair.
+    let key = "current_state_machine_and_version";
+    if let Some(pair) = m.required(key, problems) {
+        match pair {
+            Value::Array(items) if items.len() > 2 => problems.push(
+                m.loc(key),
+                "too_long",
+                format!("Tuple should have at most 2 items after validation, not {}", items.len()),
+                Some(pair.clone()),
+            ),
+            Value::Array(items) => {
+                let at = |i: usize| {
+                    let mut loc = m.loc(key);
+                    loc.push(Loc::from(i));
+                    loc
+                };
+                match items.first() {
+                    None => problems.push(at(0), "missing", "Field required", None),
+                    Some(v) if !v.is_string() => {
+                        problems.push(at(0), "string_type", "Input should be a valid string", Some(v.clone()))
+                    }
+                    Some(_) => {}
+                }
+                match items.get(1) {
+                    None => problems.push(at(1), "missing", "Field required", None),
+                    Some(v) if !v.is_i64() => {
+                        problems.push(at(1), "int_type", "Input should be a valid integer", Some(v.clone()))
+                    }
+                    Some(_) => {}
+                }
+            }
+            other => problems.push(m.loc(key), "tuple_type", "Input should be a valid tuple", Some(other.clone())),
+        }
+    }
+    match kind {
+        "state-transition" => {
+            m.raw_string("state_name", problems);
+            required_int(&m, "state_transition_index", problems);
+            required_int(&m, "tool_call_round_index", problems);
+        }
+        "engage-user" => required_int(&m, "tool_call_round_index", problems),
+        _ => {
+            m.raw_string("state_name", problems);
+        }
+    }
+}
+
+/// Reads an input's `invocation_source` (an extension): one of the contract's
+/// `InvocationSource` kinds, complete, since listing clients parse it with the contract's models.
+/// Nullable fields may be left out (they are stored as `null`); fields the shape does not have
+/// are dropped.
+fn invocation_source(fields: &Fields<'_>, problems: &mut Problems) -> Option<InvocationSource> {
     let value = match fields.raw("invocation_source") {
         None | Some(Value::Null) => return None,
         Some(v) => v,
     };
-    let loc = fields.loc("invocation_source");
-    let Value::Object(map) = value else {
-        problems.push(loc, "model_attributes_type", "Input should be a valid dictionary", Some(value.clone()));
+    let (_, source) = object_field(fields, "invocation_source", problems)?;
+    let before = problems.len();
+    let tags = [SourceType::RegularConversation.as_str(), SourceType::SimulationConversation.as_str()];
+    let kind = union_tag(&source, value, fields.loc("invocation_source"), &tags, problems)?;
+    if kind == SourceType::RegularConversation.as_str() {
+        source.raw_string("user_id", problems);
+        nullable_string(&source, "conversation_id", problems);
+        nullable_string(&source, "interaction_id", problems);
+    } else {
+        nullable_string(&source, "simulation_unit_test_set_run_id", problems);
+        nullable_string(&source, "unit_test_id", problems);
+        nullable_int(&source, "run_index", problems);
+    }
+    invocation_metadata(&source, problems);
+    if problems.len() > before {
         return None;
-    };
-    let nullable_string = |k: &str, problems: &mut Problems| {
-        if let Some(v) = map.get(k) {
-            if !(v.is_null() || v.is_string()) {
-                let mut l = fields.loc("invocation_source");
-                l.push(Loc::from(k));
-                problems.push(l, "string_type", "Input should be a valid string", Some(v.clone()));
-            }
-        }
-    };
-    match map.get("type").and_then(Value::as_str) {
-        Some("regular-conversation") => {
-            if !map.get("user_id").is_some_and(Value::is_string) {
-                let mut l = loc.clone();
-                l.push(Loc::from("user_id"));
-                problems.push(l, "missing", "Field required", None);
-            }
-            nullable_string("conversation_id", problems);
-            nullable_string("interaction_id", problems);
-        }
-        Some("simulation-conversation") => {
-            nullable_string("simulation_unit_test_set_run_id", problems);
-            nullable_string("unit_test_id", problems);
-            if let Some(v) = map.get("run_index") {
-                if !(v.is_null() || v.is_i64()) {
-                    let mut l = loc.clone();
-                    l.push(Loc::from("run_index"));
-                    problems.push(l, "int_type", "Input should be a valid integer", Some(v.clone()));
-                }
-            }
-        }
-        _ => {
-            let mut l = loc;
-            l.push(Loc::from("type"));
+    }
+    match serde_json::from_value(value.clone()) {
+        Ok(source) => Some(source),
+        Err(e) => {
             problems.push(
-                l,
-                "union_tag_invalid",
-                "Input tag should match one of the expected tags: 'regular-conversation', 'simulation-conversation'",
-                map.get("type").cloned(),
+                fields.loc("invocation_source"),
+                "value_error",
+                format!("Value error, {e}"),
+                Some(value.clone()),
             );
-            return None;
+            None
         }
     }
-    if let Some(meta) = map.get("invocation_metadata") {
-        if !meta.is_object() {
-            let mut l = fields.loc("invocation_source");
-            l.push(Loc::from("invocation_metadata"));
-            problems.push(l, "model_attributes_type", "Input should be a valid dictionary", Some(meta.clone()));
-        }
-    }
-    Some(value.clone())
+}
+
+/// Whether any input of a request body carries an `invocation_source`, which takes its own
+/// permission. Read from the raw body, so that the permission is decided before the body is
+/// validated, as everywhere else.
+pub fn attaches_source(body: &Map<String, Value>) -> bool {
+    let Some(Value::Array(inputs)) = body.get("inputs") else { return false };
+    inputs.iter().any(|input| input.get("invocation_source").is_some_and(|s| !s.is_null()))
 }
 
 /// Reads the `inputs` list of a request body (1 to 10 inputs), collecting every problem.
@@ -400,6 +513,11 @@ pub async fn invoke(
     path: PathParams,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    // A source decides who may read the record (whoever may read that conversation or
+    // simulation), so only callers trusted to say which one they serve may attach it.
+    if attaches_source(&body) {
+        caller.require(Permission::AttachInvocationSource)?;
+    }
     let tool_id = path.object_id("tool_id")?;
     let wanted = path.0.get("version").cloned().unwrap_or_default();
     let mut problems = Problems::default();
@@ -457,10 +575,25 @@ pub async fn invoke(
         takes_context: version.takes_context,
         env: env.into_iter().map(|e| (e.name, e.value)).collect(),
     };
-    let finished = match pool.zygote(&version.id, &runtime).await {
+    let version_label = version.version.to_string();
+    let metrics = state.metrics();
+    let (started, init) = pool.zygote_traced(&version.id, &runtime).await;
+    if let Some(init) = init {
+        metrics.cold_start(&caller.org_id, &tool.id, &version_label, init);
+    }
+    let finished = match started {
         Ok(zygote) => run_inputs(&zygote, &inputs, &secrets).await,
         Err(error) => import_failures(&error, inputs.len(), &secrets).ok_or_else(|| runtime_unavailable(&error))?,
     };
+    for f in &finished {
+        let end = match (f.succeeded, f.exception_type.as_deref()) {
+            (true, _) => crate::metrics::InvocationEnd::Succeeded,
+            (false, Some("TimeoutError")) => crate::metrics::InvocationEnd::TimedOut,
+            (false, _) => crate::metrics::InvocationEnd::Failed,
+        };
+        let took = std::time::Duration::from_millis(f.duration_ms.max(0) as u64);
+        metrics.invocation(&caller.org_id, &tool.id, &version_label, end, took);
+    }
 
     let now = Timestamp::now();
     let records: Vec<NewInvocation> = inputs
@@ -478,9 +611,13 @@ pub async fn invoke(
             exception_stack_trace: f.trace.clone(),
             duration_ms: f.duration_ms,
             inputs: Value::Object(input.parameters.clone()),
-            source: input.source.clone().unwrap_or_else(
-                || json!({"type": "direct", "user_id": caller.user.user_id, "user_org_id": caller.user.org_id}),
-            ),
+            source: input.source.clone().unwrap_or_else(|| {
+                InvocationSource::Direct(DirectSource {
+                    user_id: caller.user.user_id.clone(),
+                    user_org_id: caller.user.org_id.clone(),
+                })
+            }),
+            caller: caller.user.clone(),
             logs: f.logs.clone(),
             created_at: now,
         })

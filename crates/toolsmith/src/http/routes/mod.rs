@@ -3,6 +3,7 @@
 pub mod docs;
 pub mod envvars;
 pub mod git;
+pub mod health;
 pub mod invocations;
 pub mod invoke;
 pub mod repo;

@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use toolsmith_domain::time::Timestamp;
 use toolsmith_repo::browse::{BranchInfo, CommitInfo, CommitQuery, DirEntry};
+use toolsmith_repo::names::{check_ref, normalize_path, MAX_REF_LEN};
 use toolsmith_repo::{scaffold, RepoError};
 
 use crate::app::AppState;
@@ -48,6 +49,8 @@ pub fn repo_error(err: RepoError, not_found: &str) -> ApiError {
         RepoError::TooLarge { limit } => ApiError::bad_request(format!(
             "The file is larger than {limit} bytes, the most this endpoint returns; clone the repository to read it."
         )),
+        // The handlers check refs and paths where they arrive (with their location and input);
+        // these are what a check inside the repository store found beyond that.
         RepoError::InvalidRef(why) => ApiError::invalid(
             vec![Loc::from("query"), Loc::from("ref")],
             "value_error",
@@ -68,14 +71,44 @@ pub fn repo_error(err: RepoError, not_found: &str) -> ApiError {
     }
 }
 
-fn required(q: &Query, name: &str, problems: &mut Problems) -> String {
-    match q.last(name) {
-        Some(v) => v.to_owned(),
-        None => {
-            problems.push(vec![Loc::from("query"), Loc::from(name)], "missing", "Field required", None);
-            String::new()
-        }
+fn qloc(name: &str) -> Vec<Loc> {
+    vec![Loc::from("query"), Loc::from(name)]
+}
+
+fn required(q: &Query, name: &str, problems: &mut Problems) -> Option<String> {
+    let value = q.last(name).map(str::to_owned);
+    if value.is_none() {
+        problems.push(qloc(name), "missing", "Field required", None);
     }
+    value
+}
+
+/// Checks a ref where it arrived (`loc`), recording a FastAPI-shaped problem with the input when
+/// it cannot name a branch or commit: empty (`minLength` 1), longer than [`MAX_REF_LEN`]
+/// characters, or against the rules of [`check_ref`].
+fn checked_ref(raw: &str, loc: Vec<Loc>, problems: &mut Problems) -> String {
+    let input = Some(Value::String(raw.to_owned()));
+    if raw.is_empty() {
+        problems.push(loc, "string_too_short", "String should have at least 1 character", input);
+    } else if raw.chars().count() > MAX_REF_LEN {
+        problems.push(loc, "string_too_long", format!("String should have at most {MAX_REF_LEN} characters"), input);
+    } else if let Err(RepoError::InvalidRef(why)) = check_ref(raw) {
+        problems.push(loc, "value_error", format!("Value error, {why}"), input);
+    }
+    raw.to_owned()
+}
+
+/// The `ref` query parameter, `main` when absent.
+fn query_ref(q: &Query, problems: &mut Problems) -> String {
+    checked_ref(q.last("ref").unwrap_or("main"), qloc("ref"), problems)
+}
+
+/// Checks a repository path where it arrived, as [`checked_ref`] does for refs.
+fn checked_path(raw: &str, loc: Vec<Loc>, problems: &mut Problems) -> String {
+    if let Err(RepoError::InvalidPath(why)) = normalize_path(raw) {
+        problems.push(loc, "value_error", format!("Value error, {why}"), Some(Value::String(raw.to_owned())));
+    }
+    raw.to_owned()
 }
 
 /// `GET /v1/{org}/tool/repo/file?path=&ref=main`: the raw bytes of a file.
@@ -86,9 +119,9 @@ pub async fn file(
 ) -> Result<Response, ApiError> {
     let q = Query::parse(raw.as_deref());
     let mut problems = Problems::default();
-    let path = required(&q, "path", &mut problems);
-    let reference = q.last("ref").unwrap_or("main").to_owned();
-    problems.finish(())?;
+    let path = required(&q, "path", &mut problems).map(|p| checked_path(&p, qloc("path"), &mut problems));
+    let reference = query_ref(&q, &mut problems);
+    let path = problems.finish(path)?.unwrap_or_default();
     ensure_repo(&state, &caller.org_id).await?;
     let file = state
         .repos()
@@ -131,10 +164,10 @@ pub async fn directory(
 ) -> Result<Json<Value>, ApiError> {
     let q = Query::parse(raw.as_deref());
     let mut problems = Problems::default();
-    let path = required(&q, "path", &mut problems);
-    let reference = q.last("ref").unwrap_or("main").to_owned();
+    let path = required(&q, "path", &mut problems).map(|p| checked_path(&p, qloc("path"), &mut problems));
+    let reference = query_ref(&q, &mut problems);
     let with_last = q.opt_bool("include_last_commit", &mut problems).unwrap_or(false);
-    problems.finish(())?;
+    let path = problems.finish(path)?.unwrap_or_default();
     ensure_repo(&state, &caller.org_id).await?;
     let entries = state
         .repos()
@@ -178,9 +211,12 @@ pub async fn files(
 ) -> Result<Json<Value>, ApiError> {
     let fields = Fields::new(&body, vec![Loc::from("body")]);
     let mut problems = Problems::default();
+    // `ref` is a string with a default, as in FastAPI: absent means `main`, `null` is refused.
     let reference = match fields.raw("ref") {
-        None | Some(Value::Null) => Some("main".to_owned()),
-        Some(v) => string_value(v, fields.loc("ref"), true, &mut problems),
+        None => "main".to_owned(),
+        Some(v) => string_value(v, fields.loc("ref"), false, &mut problems)
+            .map(|r| checked_ref(&r, fields.loc("ref"), &mut problems))
+            .unwrap_or_default(),
     };
     let mut paths = Vec::new();
     match fields.raw("paths") {
@@ -189,7 +225,9 @@ pub async fn files(
             for (i, item) in items.iter().enumerate() {
                 let mut loc = fields.loc("paths");
                 loc.push(Loc::from(i));
-                paths.extend(string_value(item, loc, false, &mut problems));
+                if let Some(path) = string_value(item, loc.clone(), false, &mut problems) {
+                    paths.push(checked_path(&path, loc, &mut problems));
+                }
             }
             if items.len() > MAX_PATHS {
                 problems.push(
@@ -204,7 +242,7 @@ pub async fn files(
             problems.push(fields.loc("paths"), "list_type", "Input should be a valid list", Some(other.clone()))
         }
     }
-    let reference = problems.finish(reference)?.unwrap_or_default();
+    let reference = problems.finish(reference)?;
     ensure_repo(&state, &caller.org_id).await?;
     let files = state.repos().read_files(&caller.org_id, &reference, &paths).await.map_err(|e| match e {
         RepoError::IsADirectory => ApiError::bad_request("One or more specified paths are not files."),
@@ -284,12 +322,12 @@ pub async fn commits(
     let since = time("since", &mut problems);
     let until = time("until", &mut problems);
     let query = CommitQuery {
-        reference: q.last("ref").unwrap_or("main").to_owned(),
-        path: q.last("path").filter(|p| !p.is_empty()).map(str::to_owned),
+        reference: query_ref(&q, &mut problems),
+        path: q.last("path").filter(|p| !p.is_empty()).map(|p| checked_path(p, qloc("path"), &mut problems)),
         since,
         until,
-        limit: q.int("limit", 20, 1, Some(100), &mut problems) as usize,
-        page: q.int("continuation_token", 1, 1, None, &mut problems) as usize,
+        limit: q.count("limit", 20, 1, Some(100), &mut problems),
+        page: q.count("continuation_token", 1, 1, None, &mut problems),
         changed_files: q.opt_bool("include_changed_files", &mut problems).unwrap_or(false),
         stats: q.opt_bool("include_stats", &mut problems).unwrap_or(false),
     };
@@ -303,7 +341,7 @@ pub async fn commits(
     Ok(Json(serde_json::json!({
         "commits": serde_json::to_value(commits).map_err(|_| ApiError::internal())?,
         "has_more": page.has_more,
-        "continuation_token": page.has_more.then_some(query.page + 1),
+        "continuation_token": page.has_more.then(|| query.page.saturating_add(1)),
     })))
 }
 
@@ -311,8 +349,8 @@ fn commit_out(c: CommitInfo, pushers: &HashMap<String, toolsmith_store::UserRef>
     let stats = with_stats.then(|| {
         let files = c.changed_files.as_deref().unwrap_or_default();
         Stats {
-            additions: files.iter().filter_map(|f| f.additions).sum(),
-            deletions: files.iter().filter_map(|f| f.deletions).sum(),
+            additions: files.iter().filter_map(|f| f.additions).fold(0, u64::saturating_add),
+            deletions: files.iter().filter_map(|f| f.deletions).fold(0, u64::saturating_add),
         }
     });
     CommitOut {
@@ -387,8 +425,8 @@ pub async fn branches(
 ) -> Result<Json<Value>, ApiError> {
     let q = Query::parse(raw.as_deref());
     let mut problems = Problems::default();
-    let limit = q.int("limit", 20, 1, Some(100), &mut problems) as usize;
-    let page = q.int("continuation_token", 1, 1, None, &mut problems) as usize;
+    let limit = q.count("limit", 20, 1, Some(100), &mut problems);
+    let page = q.count("continuation_token", 1, 1, None, &mut problems);
     problems.finish(())?;
     ensure_repo(&state, &caller.org_id).await?;
     let listed = state
@@ -400,7 +438,7 @@ pub async fn branches(
     Ok(Json(serde_json::json!({
         "branches": serde_json::to_value(branches).map_err(|_| ApiError::internal())?,
         "has_more": listed.has_more,
-        "continuation_token": listed.has_more.then_some(page + 1),
+        "continuation_token": listed.has_more.then(|| page.saturating_add(1)),
     })))
 }
 

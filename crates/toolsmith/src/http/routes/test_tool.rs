@@ -71,7 +71,9 @@ pub async fn test(
     let mut problems = Problems::default();
     let inputs = parse_inputs(&body, &mut problems);
     let fields = Fields::new(&body, vec![Loc::from("body")]);
-    let branch = fields.stripped_string("commit_branch", &mut problems);
+    // The contract types the branch as any string: one that names no branch, the empty one
+    // included, is an unknown commit (404) rather than a malformed request.
+    let branch = fields.raw_string("commit_branch", &mut problems).map(|b| b.trim().to_owned());
     let project_path = super::versions::project_path(&fields, &mut problems);
     let envvars = env_map(&fields, "required_envvars", &mut problems);
     let secret_envvars = env_map(&fields, "required_secret_envvars", &mut problems);

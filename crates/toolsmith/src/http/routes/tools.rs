@@ -59,6 +59,16 @@ pub async fn list(
     }))
 }
 
+/// A description as stored. PostgreSQL text cannot hold NUL, so it becomes U+FFFD, on both
+/// backends so that they answer alike (as invocation records do); tags cannot contain it.
+fn storable(description: String) -> String {
+    if description.contains('\0') {
+        description.replace('\0', "\u{fffd}")
+    } else {
+        description
+    }
+}
+
 /// `POST /v1/{org}/tool/`: creates a tool with no versions.
 pub async fn create(
     State(state): State<AppState>,
@@ -68,7 +78,7 @@ pub async fn create(
     let fields = Fields::new(&body, vec![Loc::from("body")]);
     let mut problems = Problems::default();
     let name = fields.stripped_string("name", &mut problems);
-    let description = fields.stripped_string("description", &mut problems);
+    let description = fields.stripped_string("description", &mut problems).map(storable);
     // The contract marks `tags` required, yet older clients omit it: absent means no tags.
     let tags = match fields.raw("tags") {
         None => Some(Vec::new()),
@@ -107,7 +117,7 @@ pub async fn modify(
     let tool_id = path.object_id("tool_id")?;
     let fields = Fields::new(&body, vec![Loc::from("body")]);
     let mut problems = Problems::default();
-    let description = fields.opt_stripped_string("description", &mut problems);
+    let description = fields.opt_stripped_string("description", &mut problems).map(storable);
     let tags = match fields.raw("tags") {
         None | Some(Value::Null) => None,
         Some(v) => parse_tags(v, fields.loc("tags"), &mut problems),

@@ -130,6 +130,19 @@ pub(crate) async fn recorded_build(
 /// Publishes a new version of a tool from the tip of `main`.
 pub async fn publish(
     State(state): State<AppState>,
+    caller: Extension<Caller>,
+    path: PathParams,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
+    let answer = publish_version(State(state.clone()), caller, path, body).await;
+    let succeeded = matches!(&answer, Ok(response) if response.status() == axum::http::StatusCode::CREATED);
+    state.metrics().publish(succeeded, started.elapsed());
+    answer
+}
+
+async fn publish_version(
+    State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     path: PathParams,
     JsonBody(body): JsonBody,
@@ -315,8 +328,12 @@ fn warm_up(state: &AppState, version: &ToolVersion, output: &toolsmith_build::pi
             takes_context: version.takes_context,
             env: env.into_iter().map(|e| (e.name, e.value)).collect(),
         };
-        if let Err(e) = pool.zygote(&version.id, &runtime).await {
+        let (started, init) = pool.zygote_traced(&version.id, &runtime).await;
+        if let Err(e) = started {
             tracing::warn!(version = %version.id, error = %e, "the new version's runtime did not start");
+        }
+        if let Some(init) = init {
+            state.metrics().runtime_started(&version.org_id, &version.tool_id, &version.version.to_string(), init);
         }
     });
 }
