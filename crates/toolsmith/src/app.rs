@@ -91,8 +91,31 @@ pub struct Builder {
     pub artifacts: std::path::PathBuf,
 }
 
+/// Builds of tested commits, by organization, commit and project directory. A commit never
+/// changes, so a second test of the same branch tip reuses the build (environment, schema and test
+/// run included). Bounded: it is emptied when it grows past 256 builds.
+#[derive(Default)]
+pub struct TestedBuilds(Mutex<HashMap<String, Arc<toolsmith_build::pipeline::BuildOutput>>>);
+
+impl TestedBuilds {
+    /// The build of a key, when there is one.
+    pub fn get(&self, key: &str) -> Option<Arc<toolsmith_build::pipeline::BuildOutput>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+
+    /// Keeps a build.
+    pub fn insert(&self, key: String, output: Arc<toolsmith_build::pipeline::BuildOutput>) {
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= 256 {
+            cache.clear();
+        }
+        cache.insert(key, output);
+    }
+}
+
 struct Inner {
     store: Store,
+    tested_builds: TestedBuilds,
     repos: RepoStore,
     builder: Result<Builder, String>,
     tokens: TokenSigner,
@@ -149,6 +172,7 @@ impl AppState {
         let retention = settings.invocation_retention.clone();
         let state = AppState(Arc::new(Inner {
             store,
+            tested_builds: TestedBuilds::default(),
             repos,
             builder,
             tokens,
@@ -189,6 +213,11 @@ impl AppState {
         }
         cache.insert(version_id.to_owned(), compiled.clone());
         Ok(compiled)
+    }
+
+    /// Builds of tested commits.
+    pub fn tested_builds(&self) -> &TestedBuilds {
+        &self.0.tested_builds
     }
 
     /// The build services, or why they are unavailable.

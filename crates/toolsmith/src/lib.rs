@@ -14,3 +14,4 @@ pub mod identity;
 pub mod keys;
 pub mod metrics;
 pub mod server;
+pub mod service;

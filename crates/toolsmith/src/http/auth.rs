@@ -13,38 +13,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use toolsmith_domain::{OrgId, Permission, PermissionSet};
+use toolsmith_domain::{OrgId, PermissionSet};
 use toolsmith_store::UserRef;
 
 use super::error::ApiError;
 use super::operations::{rate_limit_message, Operation};
 use crate::app::AppState;
-
-/// The authenticated caller of a request, as handlers see it.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// The organization named in the path (whose resources are addressed).
-    pub org_id: String,
-    /// Who is calling: the user and the organization that issued their token.
-    pub user: UserRef,
-    permissions: PermissionSet,
-}
-
-impl Caller {
-    /// Whether the caller holds a permission in the addressed organization.
-    pub fn can(&self, permission: Permission) -> bool {
-        self.permissions.contains(permission)
-    }
-
-    /// 403 unless the caller holds the permission.
-    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
-        if self.can(permission) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden())
-        }
-    }
-}
+use crate::service::Caller;
 
 /// A token as presented: from `Authorization: Bearer …`, or from Basic auth whose user name
 /// must then match the token (`{org_id}_{user_id}`, what git sends).
@@ -156,13 +131,10 @@ async fn admit(
         return Err(err);
     }
 
-    let caller = Caller {
-        org_id: org.as_str().to_owned(),
-        user: UserRef { org_id: claims.org, user_id: claims.sub },
-        permissions: PermissionSet::from_roles(roles),
-    };
+    let user = UserRef { org_id: claims.org, user_id: claims.sub };
+    let caller = Caller::new(org.as_str().to_owned(), user, PermissionSet::from_roles(roles));
     if let Some(permission) = op.permission {
-        caller.require(permission)?;
+        caller.require(permission).map_err(ApiError::from_service(op))?;
     }
     Ok((caller, rate))
 }

@@ -171,3 +171,33 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+impl ApiError {
+    /// The answer of an operation to a use case's error: a missing resource gets the operation's
+    /// own 404 text, the rest their status and message.
+    pub fn from_service(op: &'static super::operations::Operation) -> impl Fn(crate::service::Error) -> ApiError {
+        use crate::service::Error;
+        move |err| match err {
+            Error::NotFound => ApiError::not_found(op.org_not_found),
+            Error::Forbidden => ApiError::forbidden(),
+            Error::Rejected(message) | Error::InvalidInput(message) => ApiError::bad_request(message),
+            // The handlers check arguments where they arrive, with their location and input;
+            // these are what a check deeper down found beyond that.
+            Error::InvalidArgument { name, message } => ApiError::invalid(
+                vec![Loc::from("query"), Loc::from(name)],
+                "value_error",
+                format!("Value error, {message}"),
+                None,
+            ),
+            Error::Conflict(message) => ApiError::conflict(message),
+            Error::Busy => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many tool invocations are running on this server; retry shortly.",
+            )
+            .with_header(HeaderName::from_static("retry-after"), HeaderValue::from_static("1")),
+            Error::Unavailable(message) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message),
+            Error::Store(store) => ApiError::from(store),
+            Error::Internal(_) => ApiError::internal(),
+        }
+    }
+}

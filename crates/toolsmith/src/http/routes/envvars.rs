@@ -8,23 +8,15 @@ use axum::http::StatusCode;
 use axum::Extension;
 use serde_json::Value;
 use toolsmith_domain::EnvVarName;
-use toolsmith_store::{EnvVarChanges, EnvVarInsert, StoreError};
+use toolsmith_store::{EnvVarChanges, EnvVarInsert};
 
 use crate::app::AppState;
-use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Loc};
 use crate::http::extract::{JsonBody, PathParams};
 use crate::http::operations::MODIFY_ENVVARS;
 use crate::http::params::{Fields, Problems};
-
-/// The most changes one request may carry; far above any real tool's needs.
-const MAX_CHANGES: usize = 100;
-
-const INVALID: &str =
-    "The specified environment variables to update or delete do not exist, or the environment variables to \
-                       delete are used by non-deprecated tool versions.";
-const CONFLICT: &str =
-    "An environment variable with the same name as the one to insert exists or has been recently deleted.";
+use crate::service::envvars::MAX_CHANGES;
+use crate::service::{self, Caller};
 
 /// Applies one batch of env var changes.
 pub async fn modify(
@@ -84,14 +76,10 @@ pub async fn modify(
     }
     let changes = problems.finish(EnvVarChanges { inserts, updates, deletes })?;
 
-    let tombstone = state.settings().envvar_tombstone.as_secs() as i64;
-    match state.store().modify_envvars(&caller.org_id, &tool_id, &changes, tombstone, &caller.user).await {
-        Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(StoreError::NotFound) => Err(ApiError::not_found(MODIFY_ENVVARS.org_not_found)),
-        Err(StoreError::EnvVarsInvalid) => Err(ApiError::bad_request(INVALID)),
-        Err(StoreError::EnvVarConflict) => Err(ApiError::conflict(CONFLICT)),
-        Err(e) => Err(e.into()),
-    }
+    service::envvars::modify(&state, &caller, &tool_id, &changes)
+        .await
+        .map_err(ApiError::from_service(&MODIFY_ENVVARS))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn render_loc(loc: &[Loc]) -> String {

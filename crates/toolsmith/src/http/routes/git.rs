@@ -11,12 +11,11 @@ use futures_util::StreamExt;
 use toolsmith_domain::Permission;
 use toolsmith_repo::smart_http::{self, GitRequest, Service};
 
-use super::repo::{ensure_repo, repo_error};
 use crate::app::AppState;
-use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::operations::GIT;
 use crate::http::params::Query;
+use crate::service::{self, Caller};
 
 /// Serves one request of a clone, fetch or push.
 pub async fn serve(
@@ -29,11 +28,12 @@ pub async fn serve(
     let query = Query::parse(raw.as_deref());
     let wanted = smart_http::route(request.method() == Method::POST, &git_path, query.last("service"))
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "Not Found"))?;
+    let to_api = ApiError::from_service(&GIT);
     if wanted.service() == Service::ReceivePack {
-        caller.require(Permission::PushRepo)?;
+        caller.require(Permission::PushRepo).map_err(&to_api)?;
     }
     let org = caller.org_id.clone();
-    ensure_repo(&state, &org).await?;
+    service::repo::ensure_repo(&state, &org).await.map_err(&to_api)?;
     let protocol = smart_http::protocol(request.headers().get("git-protocol").and_then(|v| v.to_str().ok()));
     let repos = state.repos();
     let response = match wanted {
@@ -45,7 +45,7 @@ pub async fn serve(
             repos.rpc(&org, service, body, gzip, protocol).await
         }
     }
-    .map_err(|e| repo_error(e, GIT.org_not_found))?;
+    .map_err(|e| to_api(service::Error::from_repo(e)))?;
 
     let body = match response.pushed {
         None => Body::from_stream(response.body),

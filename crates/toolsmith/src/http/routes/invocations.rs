@@ -14,34 +14,17 @@
 use axum::extract::{RawQuery, State};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
-use toolsmith_domain::{Permission, Specifier};
-use toolsmith_store::{
-    InvocationFilter, InvocationQuery, InvocationSearch, InvocationSortField, SearchField, SourceType, StoreError,
-    ToolVersions,
-};
+use toolsmith_domain::Specifier;
+use toolsmith_store::{InvocationSortField, SearchField, SourceType};
 
 use crate::app::AppState;
-use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Loc};
 use crate::http::extract::PathParams;
-use crate::http::operations::GET_INVOCATION_LOGS;
+use crate::http::operations::{GET_INVOCATIONS, GET_INVOCATION_LOGS, SEARCH_INVOCATIONS};
 use crate::http::params::{Problems, Query};
-use crate::http::wire::ToolInvocationInstance;
-
-/// The permission that reveals invocations of a source type. A match, so that a new source type
-/// cannot be added without deciding who reads it.
-fn read_permission(source_type: SourceType) -> Permission {
-    match source_type {
-        SourceType::RegularConversation => Permission::GetInteractionInsights,
-        SourceType::SimulationConversation => Permission::GetSimulationUnitTestSetRun,
-        SourceType::Direct => Permission::GetToolInvocation,
-    }
-}
-
-/// The source types whose invocations the caller may read.
-fn visible(caller: &Caller) -> Vec<SourceType> {
-    SourceType::ALL.into_iter().filter(|t| caller.can(read_permission(*t))).collect()
-}
+use crate::http::wire::invocations::{InvocationLogsOut, InvocationsPage, SearchHits};
+use crate::service::invocations::{Filters, Listing};
+use crate::service::{self, Caller};
 
 /// The values `invocation_source_type` accepts: the contract's two and toolsmith's own.
 fn source_type_values() -> Vec<(&'static str, SourceType)> {
@@ -78,49 +61,13 @@ fn enum_list<T: Copy>(q: &Query, name: &str, allowed: &[(&str, T)], problems: &m
     out
 }
 
-/// The filters the listing and search share, as asked for.
-struct Filters {
-    tool_ids: Vec<String>,
-    source_types: Vec<SourceType>,
-    conversation_ids: Vec<String>,
-    simulation_run_ids: Vec<String>,
-    succeeded: Option<bool>,
-}
-
-impl Filters {
-    fn parse(q: &Query, problems: &mut Problems) -> Filters {
-        Filters {
-            tool_ids: q.id_list("tool_id", problems),
-            source_types: enum_list(q, "invocation_source_type", &source_type_values(), problems),
-            conversation_ids: q.id_list("conversation_id", problems),
-            simulation_run_ids: q.id_list("simulation_unit_test_set_run_id", problems),
-            succeeded: q.opt_bool("succeeded", problems),
-        }
-    }
-
-    /// The store filter: what was asked for, narrowed to the source types the caller may read.
-    /// Without `invocation_source_type`, only the contract's kinds: what compatible clients can
-    /// parse.
-    fn into_store(self, caller: &Caller, specifiers: Vec<Option<Specifier>>) -> InvocationFilter {
-        let visible = visible(caller);
-        let source_types = if self.source_types.is_empty() {
-            visible.into_iter().filter(|t| t.in_contract()).collect()
-        } else {
-            self.source_types.into_iter().filter(|t| visible.contains(t)).collect()
-        };
-        let mut specifiers = specifiers.into_iter();
-        let tools = self
-            .tool_ids
-            .into_iter()
-            .map(|tool_id| ToolVersions { tool_id, versions: specifiers.next().flatten() })
-            .collect();
-        InvocationFilter {
-            tools,
-            source_types: Some(source_types),
-            conversation_ids: self.conversation_ids,
-            simulation_run_ids: self.simulation_run_ids,
-            succeeded: self.succeeded,
-        }
+fn parse_filters(q: &Query, problems: &mut Problems) -> Filters {
+    Filters {
+        tool_ids: q.id_list("tool_id", problems),
+        source_types: enum_list(q, "invocation_source_type", &source_type_values(), problems),
+        conversation_ids: q.id_list("conversation_id", problems),
+        simulation_run_ids: q.id_list("simulation_unit_test_set_run_id", problems),
+        succeeded: q.opt_bool("succeeded", problems),
     }
 }
 
@@ -129,10 +76,10 @@ pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InvocationsPage>, ApiError> {
     let q = Query::parse(raw.as_deref());
     let mut problems = Problems::default();
-    let filters = Filters::parse(&q, &mut problems);
+    let filters = parse_filters(&q, &mut problems);
     let mut specifiers = Vec::new();
     for (i, raw) in q.all("version").iter().enumerate() {
         // An empty entry selects every version of its tool, as `null` did in older clients.
@@ -166,29 +113,18 @@ pub async fn list(
     let limit = q.int("limit", 100, 0, Some(100), &mut problems);
     let after = q.int("continuation_token", 0, 0, None, &mut problems);
     problems.finish(())?;
-    if !specifiers.is_empty() && specifiers.len() != filters.tool_ids.len() {
-        return Err(ApiError::bad_request("The `tool_id` and `version` query parameters are not the same length."));
-    }
-
-    let query = InvocationQuery { filter: filters.into_store(&caller, specifiers), sort, limit, after };
-    let page = match state.store().list_invocations(&caller.org_id, &query).await {
-        Ok(page) => page,
-        Err(StoreError::NotFound) => {
-            return Err(ApiError::invalid(
-                qloc("continuation_token"),
-                "value_error",
-                "Value error, the token does not name a position among this organization's invocations",
-                Some(json!(after)),
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let invocations: Vec<ToolInvocationInstance> = page.invocations.into_iter().map(Into::into).collect();
-    Ok(Json(json!({
-        "tool_invocations": invocations,
-        "has_more": page.has_more,
-        "continuation_token": page.next,
-    })))
+    let listing = Listing { filters, specifiers, sort, limit, after };
+    let page = service::invocations::list(&state, &caller, listing).await.map_err(|e| match e {
+        // The token is the one argument only the store can check; its input is shown back.
+        service::Error::InvalidArgument { name, message } => ApiError::invalid(
+            vec![Loc::from("query"), Loc::from(name)],
+            "value_error",
+            format!("Value error, {message}"),
+            Some(json!(after)),
+        ),
+        other => ApiError::from_service(&GET_INVOCATIONS)(other),
+    })?;
+    Ok(Json(InvocationsPage::new(page)))
 }
 
 const SEARCH_FIELDS: [(&str, SearchField); 4] = [
@@ -204,7 +140,7 @@ pub async fn search(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SearchHits>, ApiError> {
     let q = Query::parse(raw.as_deref());
     let mut problems = Problems::default();
     let text = q.last("query").map(str::to_owned);
@@ -214,14 +150,14 @@ pub async fn search(
     // The contract marks `query_against` required yet says all fields are searched by default:
     // absent means all of them.
     let fields = enum_list(&q, "query_against", &SEARCH_FIELDS, &mut problems);
-    let filters = Filters::parse(&q, &mut problems);
+    let filters = parse_filters(&q, &mut problems);
     let limit = q.int("limit", 100, 1, Some(100), &mut problems);
     let text = problems.finish(text)?.unwrap_or_default();
 
-    let search = InvocationSearch { query: text, fields, filter: filters.into_store(&caller, Vec::new()), limit };
-    let hits = state.store().search_invocations(&caller.org_id, &search).await?;
-    let invocations: Vec<ToolInvocationInstance> = hits.into_iter().map(Into::into).collect();
-    Ok(Json(json!({ "tool_invocations": invocations })))
+    let hits = service::invocations::search(&state, &caller, text, fields, filters, limit)
+        .await
+        .map_err(ApiError::from_service(&SEARCH_INVOCATIONS))?;
+    Ok(Json(SearchHits::new(hits)))
 }
 
 /// `GET /v1/{org}/tool/invocation/{invocation_id}/logs` (extension): what the tool printed.
@@ -230,13 +166,9 @@ pub async fn logs(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     path: PathParams,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InvocationLogsOut>, ApiError> {
     let id = path.object_id("invocation_id")?;
-    let not_found = || ApiError::not_found(GET_INVOCATION_LOGS.org_not_found);
-    let record = state.store().invocation_logs(&caller.org_id, &id).await?.ok_or_else(not_found)?;
-    let readable = record.source_type.is_some_and(|t| visible(&caller).contains(&t));
-    if !readable {
-        return Err(not_found());
-    }
-    Ok(Json(json!({ "invocation_id": record.id, "logs": record.logs })))
+    let record =
+        service::invocations::logs(&state, &caller, &id).await.map_err(ApiError::from_service(&GET_INVOCATION_LOGS))?;
+    Ok(Json(InvocationLogsOut { invocation_id: record.id, logs: record.logs }))
 }

@@ -3,73 +3,26 @@
 //! These endpoints are not in the compatible API's OpenAPI document (Amigo removed them); their
 //! paths and shapes are toolsmith's, documented in docs/API.md and in `/openapi.json`.
 
-use std::collections::HashMap;
-
 use axum::extract::{RawQuery, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use serde::Serialize;
 use serde_json::Value;
 use toolsmith_domain::time::Timestamp;
-use toolsmith_repo::browse::{BranchInfo, CommitInfo, CommitQuery, DirEntry};
+use toolsmith_repo::browse::CommitQuery;
 use toolsmith_repo::names::{check_ref, normalize_path, MAX_REF_LEN};
 use toolsmith_repo::{scaffold, RepoError};
 
 use crate::app::AppState;
-use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Loc};
 use crate::http::extract::{JsonBody, PathParams};
 use crate::http::operations::{REPO_BRANCH, REPO_BRANCHES, REPO_COMMITS, REPO_DIRECTORY, REPO_FILE, REPO_FILES};
 use crate::http::params::{string_value, Fields, Problems, Query};
-use crate::http::wire::ToolUserInfo;
+use crate::http::wire::repo::{BranchOut, BranchesOut, CommitOut, CommitsOut, DirectoryOut, FilesOut};
+use crate::service::{self, Caller};
 
 /// The most paths one `repo/files` request may ask for.
 const MAX_PATHS: usize = 100;
-
-/// Creates the organization's repository on first use (organizations made before it existed,
-/// or whose creation-time attempt failed).
-pub async fn ensure_repo(state: &AppState, org: &str) -> Result<(), ApiError> {
-    if state.repos().exists(org) {
-        return Ok(());
-    }
-    state.repos().create(org).await.map_err(|e| repo_error(e, ""))
-}
-
-/// Maps a repository error to a response; `not_found` is the endpoint's 404 text.
-pub fn repo_error(err: RepoError, not_found: &str) -> ApiError {
-    match err {
-        RepoError::NoRepository | RepoError::RefNotFound | RepoError::PathNotFound | RepoError::IsADirectory => {
-            ApiError::not_found(not_found)
-        }
-        RepoError::IsAFile => ApiError::bad_request("The specified path is a file, not a directory."),
-        RepoError::TooLarge { limit } => ApiError::bad_request(format!(
-            "The file is larger than {limit} bytes, the most this endpoint returns; clone the repository to read it."
-        )),
-        // The handlers check refs and paths where they arrive (with their location and input);
-        // these are what a check inside the repository store found beyond that.
-        RepoError::InvalidRef(why) => ApiError::invalid(
-            vec![Loc::from("query"), Loc::from("ref")],
-            "value_error",
-            format!("Value error, {why}"),
-            None,
-        ),
-        RepoError::InvalidPath(why) => ApiError::invalid(
-            vec![Loc::from("query"), Loc::from("path")],
-            "value_error",
-            format!("Value error, {why}"),
-            None,
-        ),
-        RepoError::UnknownService => ApiError::new(StatusCode::NOT_FOUND, "Not Found"),
-        other => {
-            tracing::error!(error = %other, "repository error");
-            ApiError::internal()
-        }
-    }
-}
 
 fn qloc(name: &str) -> Vec<Loc> {
     vec![Loc::from("query"), Loc::from(name)]
@@ -122,38 +75,12 @@ pub async fn file(
     let path = required(&q, "path", &mut problems).map(|p| checked_path(&p, qloc("path"), &mut problems));
     let reference = query_ref(&q, &mut problems);
     let path = problems.finish(path)?.unwrap_or_default();
-    ensure_repo(&state, &caller.org_id).await?;
-    let file = state
-        .repos()
-        .read_file(&caller.org_id, &reference, &path)
+    let file = service::repo::read_file(&state, &caller, &reference, &path)
         .await
-        .map_err(|e| repo_error(e, REPO_FILE.org_not_found))?;
+        .map_err(ApiError::from_service(&REPO_FILE))?;
     let content_type =
         if std::str::from_utf8(&file.bytes).is_ok() { "text/plain; charset=utf-8" } else { "application/octet-stream" };
     Ok(([(CONTENT_TYPE, content_type), (CACHE_CONTROL, "no-cache")], file.bytes).into_response())
-}
-
-#[derive(Serialize)]
-struct CommitSummary {
-    sha: String,
-    message: String,
-    timestamp: String,
-    committer: Option<ToolUserInfo>,
-}
-
-#[derive(Serialize)]
-struct EntryOut {
-    name: String,
-    path: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    size: Option<u64>,
-    last_commit: Option<CommitSummary>,
-}
-
-#[derive(Serialize)]
-struct DirectoryOut {
-    entries: Vec<EntryOut>,
 }
 
 /// `GET /v1/{org}/tool/repo/directory?path=&ref=main&include_last_commit=false`.
@@ -161,45 +88,17 @@ pub async fn directory(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DirectoryOut>, ApiError> {
     let q = Query::parse(raw.as_deref());
     let mut problems = Problems::default();
     let path = required(&q, "path", &mut problems).map(|p| checked_path(&p, qloc("path"), &mut problems));
     let reference = query_ref(&q, &mut problems);
     let with_last = q.opt_bool("include_last_commit", &mut problems).unwrap_or(false);
     let path = problems.finish(path)?.unwrap_or_default();
-    ensure_repo(&state, &caller.org_id).await?;
-    let entries = state
-        .repos()
-        .list_directory(&caller.org_id, &reference, &path, with_last)
+    let (entries, pushers) = service::repo::list_directory(&state, &caller, &reference, &path, with_last)
         .await
-        .map_err(|e| repo_error(e, REPO_DIRECTORY.org_not_found))?;
-    let shas: Vec<String> = entries.iter().filter_map(|e| e.last_commit.as_ref().map(|c| c.sha.clone())).collect();
-    let pushers = state.store().pushers(&caller.org_id, &shas).await?;
-    let entries = entries
-        .into_iter()
-        .map(|e: DirEntry| EntryOut {
-            last_commit: e.last_commit.map(|c| CommitSummary {
-                committer: pushers.get(&c.sha).map(Into::into),
-                timestamp: secs_to_rfc3339(c.timestamp),
-                sha: c.sha,
-                message: c.message,
-            }),
-            name: e.name,
-            path: e.path,
-            kind: e.kind.as_str(),
-            size: e.size,
-        })
-        .collect();
-    Ok(Json(serde_json::to_value(DirectoryOut { entries }).map_err(|_| ApiError::internal())?))
-}
-
-#[derive(Serialize)]
-struct FileOut {
-    path: String,
-    content: String,
-    encoding: &'static str,
-    size: usize,
+        .map_err(ApiError::from_service(&REPO_DIRECTORY))?;
+    Ok(Json(DirectoryOut::new(entries, &pushers)))
 }
 
 /// `POST /v1/{org}/tool/repo/files` with `{"ref": "main", "paths": [...]}`: several files at once,
@@ -208,7 +107,7 @@ pub async fn files(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FilesOut>, ApiError> {
     let fields = Fields::new(&body, vec![Loc::from("body")]);
     let mut problems = Problems::default();
     // `ref` is a string with a default, as in FastAPI: absent means `main`, `null` is refused.
@@ -243,56 +142,10 @@ pub async fn files(
         }
     }
     let reference = problems.finish(reference)?;
-    ensure_repo(&state, &caller.org_id).await?;
-    let files = state.repos().read_files(&caller.org_id, &reference, &paths).await.map_err(|e| match e {
-        RepoError::IsADirectory => ApiError::bad_request("One or more specified paths are not files."),
-        other => repo_error(other, REPO_FILES.org_not_found),
-    })?;
-    let files: Vec<FileOut> = files
-        .into_iter()
-        .map(|f| {
-            let size = f.bytes.len();
-            match String::from_utf8(f.bytes) {
-                Ok(text) => FileOut { path: f.path, content: text, encoding: "utf-8", size },
-                Err(e) => FileOut { path: f.path, content: STANDARD.encode(e.as_bytes()), encoding: "base64", size },
-            }
-        })
-        .collect();
-    Ok(Json(serde_json::json!({ "files": serde_json::to_value(files).map_err(|_| ApiError::internal())? })))
-}
-
-#[derive(Serialize)]
-struct Author {
-    name: String,
-    email: String,
-}
-
-#[derive(Serialize)]
-struct ChangedFileOut {
-    path: String,
-    change_type: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    additions: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    deletions: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct Stats {
-    additions: u64,
-    deletions: u64,
-}
-
-#[derive(Serialize)]
-struct CommitOut {
-    sha: String,
-    message: String,
-    timestamp: String,
-    author: Author,
-    committer: Option<ToolUserInfo>,
-    parents: Vec<String>,
-    changed_files: Option<Vec<ChangedFileOut>>,
-    stats: Option<Stats>,
+    let files = service::repo::read_files(&state, &caller, &reference, &paths)
+        .await
+        .map_err(ApiError::from_service(&REPO_FILES))?;
+    Ok(Json(FilesOut::new(files)))
 }
 
 /// `GET /v1/{org}/tool/repo/commits`: history from a ref, newest first, with an optional path
@@ -301,7 +154,7 @@ pub async fn commits(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CommitsOut>, ApiError> {
     let q = Query::parse(raw.as_deref());
     let mut problems = Problems::default();
     let time = |name: &str, problems: &mut Problems| -> Option<i64> {
@@ -332,71 +185,13 @@ pub async fn commits(
         stats: q.opt_bool("include_stats", &mut problems).unwrap_or(false),
     };
     problems.finish(())?;
-    ensure_repo(&state, &caller.org_id).await?;
-    let page =
-        state.repos().commits(&caller.org_id, &query).await.map_err(|e| repo_error(e, REPO_COMMITS.org_not_found))?;
-    let shas: Vec<String> = page.items.iter().map(|c| c.sha.clone()).collect();
-    let pushers = state.store().pushers(&caller.org_id, &shas).await?;
-    let commits: Vec<CommitOut> = page.items.into_iter().map(|c| commit_out(c, &pushers, query.stats)).collect();
-    Ok(Json(serde_json::json!({
-        "commits": serde_json::to_value(commits).map_err(|_| ApiError::internal())?,
-        "has_more": page.has_more,
-        "continuation_token": page.has_more.then(|| query.page.saturating_add(1)),
-    })))
-}
-
-fn commit_out(c: CommitInfo, pushers: &HashMap<String, toolsmith_store::UserRef>, with_stats: bool) -> CommitOut {
-    let stats = with_stats.then(|| {
-        let files = c.changed_files.as_deref().unwrap_or_default();
-        Stats {
-            additions: files.iter().filter_map(|f| f.additions).fold(0, u64::saturating_add),
-            deletions: files.iter().filter_map(|f| f.deletions).fold(0, u64::saturating_add),
-        }
-    });
-    CommitOut {
-        committer: pushers.get(&c.sha).map(Into::into),
-        timestamp: secs_to_rfc3339(c.timestamp),
-        author: Author { name: c.author_name, email: c.author_email },
-        parents: c.parents,
-        changed_files: c.changed_files.map(|files| {
-            files
-                .into_iter()
-                .map(|f| ChangedFileOut {
-                    path: f.path,
-                    change_type: f.change,
-                    additions: f.additions,
-                    deletions: f.deletions,
-                })
-                .collect()
-        }),
-        stats,
-        sha: c.sha,
-        message: c.message,
-    }
-}
-
-#[derive(Serialize)]
-struct BranchOut {
-    name: String,
-    latest_commit_sha: String,
-    latest_commit_message: String,
-    latest_commit_timestamp: String,
-    latest_commit_committer: Option<ToolUserInfo>,
-}
-
-async fn branch_out(state: &AppState, org: &str, branches: Vec<BranchInfo>) -> Result<Vec<BranchOut>, ApiError> {
-    let shas: Vec<String> = branches.iter().map(|b| b.sha.clone()).collect();
-    let pushers = state.store().pushers(org, &shas).await?;
-    Ok(branches
-        .into_iter()
-        .map(|b| BranchOut {
-            latest_commit_committer: pushers.get(&b.sha).map(Into::into),
-            latest_commit_timestamp: secs_to_rfc3339(b.timestamp),
-            name: b.name,
-            latest_commit_sha: b.sha,
-            latest_commit_message: b.message,
-        })
-        .collect())
+    let (page, pushers) =
+        service::repo::commits(&state, &caller, &query).await.map_err(ApiError::from_service(&REPO_COMMITS))?;
+    Ok(Json(CommitsOut {
+        commits: page.items.into_iter().map(|c| CommitOut::new(c, &pushers, query.stats)).collect(),
+        has_more: page.has_more,
+        continuation_token: page.has_more.then(|| query.page.saturating_add(1)),
+    }))
 }
 
 /// `GET /v1/{org}/tool/repo/branch/{branch_name}`: a branch's newest commit and who pushed it
@@ -405,16 +200,11 @@ pub async fn branch(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     path: PathParams,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BranchOut>, ApiError> {
     let name = path.0.get("branch_name").cloned().unwrap_or_default();
-    ensure_repo(&state, &caller.org_id).await?;
-    let info = state.repos().branch(&caller.org_id, &name).await.map_err(|e| match e {
-        RepoError::InvalidRef(_) => ApiError::not_found(REPO_BRANCH.org_not_found),
-        other => repo_error(other, REPO_BRANCH.org_not_found),
-    })?;
-    let mut out = branch_out(&state, &caller.org_id, vec![info]).await?;
-    let one = out.pop().ok_or_else(ApiError::internal)?;
-    Ok(Json(serde_json::to_value(one).map_err(|_| ApiError::internal())?))
+    let (info, pushers) =
+        service::repo::branch(&state, &caller, &name).await.map_err(ApiError::from_service(&REPO_BRANCH))?;
+    Ok(Json(BranchOut::new(info, &pushers)))
 }
 
 /// `GET /v1/{org}/tool/repo/branches?limit=20&continuation_token=1`.
@@ -422,31 +212,22 @@ pub async fn branches(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BranchesOut>, ApiError> {
     let q = Query::parse(raw.as_deref());
     let mut problems = Problems::default();
     let limit = q.count("limit", 20, 1, Some(100), &mut problems);
     let page = q.count("continuation_token", 1, 1, None, &mut problems);
     problems.finish(())?;
-    ensure_repo(&state, &caller.org_id).await?;
-    let listed = state
-        .repos()
-        .branches(&caller.org_id, limit, page)
-        .await
-        .map_err(|e| repo_error(e, REPO_BRANCHES.org_not_found))?;
-    let branches = branch_out(&state, &caller.org_id, listed.items).await?;
-    Ok(Json(serde_json::json!({
-        "branches": serde_json::to_value(branches).map_err(|_| ApiError::internal())?,
-        "has_more": listed.has_more,
-        "continuation_token": listed.has_more.then(|| page.saturating_add(1)),
-    })))
+    let (listed, pushers) =
+        service::repo::branches(&state, &caller, limit, page).await.map_err(ApiError::from_service(&REPO_BRANCHES))?;
+    Ok(Json(BranchesOut {
+        branches: listed.items.into_iter().map(|b| BranchOut::new(b, &pushers)).collect(),
+        has_more: listed.has_more,
+        continuation_token: listed.has_more.then(|| page.saturating_add(1)),
+    }))
 }
 
 /// `GET /v1/{org}/tool/amigo_tool_scaffold.tar.gz`: the tool project template.
 pub async fn scaffold_archive() -> Response {
     ([(CONTENT_TYPE, "application/gzip"), (CACHE_CONTROL, "public, max-age=3600")], scaffold::tar_gz()).into_response()
-}
-
-fn secs_to_rfc3339(secs: i64) -> String {
-    Timestamp(secs.saturating_mul(1_000_000)).to_rfc3339()
 }

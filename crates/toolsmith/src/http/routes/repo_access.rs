@@ -1,44 +1,42 @@
 //! `POST|DELETE /v1/{org}/user/{user_id}/tool-repo-access`: grant or revoke a user's read access
-//! to the organization's tool repository (the `repo-reader` role). Access that comes with
-//! another role (a developer's) is not affected by a revoke.
+//! to the organization's tool repository.
 
 use axum::extract::State;
 use axum::{Extension, Json};
-use serde_json::{json, Value};
-use toolsmith_domain::Role;
 
 use crate::app::AppState;
-use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::extract::PathParams;
-use crate::http::operations::GRANT_REPO_ACCESS;
+use crate::http::operations::{Operation, GRANT_REPO_ACCESS, REVOKE_REPO_ACCESS};
+use crate::http::wire::users::RepoAccessOut;
+use crate::service::{self, Caller};
 
-async fn target_user(state: &AppState, caller: &Caller, path: &PathParams) -> Result<String, ApiError> {
-    let user = path.object_id("user_id")?;
-    if state.store().get_user(&caller.org_id, &user).await?.is_none() {
-        return Err(ApiError::not_found(GRANT_REPO_ACCESS.org_not_found));
-    }
-    Ok(user)
+async fn set(
+    state: &AppState,
+    caller: &Caller,
+    path: &PathParams,
+    access: bool,
+    op: &'static Operation,
+) -> Result<Json<RepoAccessOut>, ApiError> {
+    let user_id = path.object_id("user_id")?;
+    service::repo_access::set(state, caller, &user_id, access).await.map_err(ApiError::from_service(op))?;
+    Ok(Json(RepoAccessOut { org_id: caller.org_id.clone(), user_id, tool_repo_access: access }))
 }
 
-/// Grants read access to the repository.
+/// Grants the user read access.
 pub async fn grant(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     path: PathParams,
-) -> Result<Json<Value>, ApiError> {
-    let user = target_user(&state, &caller, &path).await?;
-    state.store().grant_role(&caller.org_id, &caller.org_id, &user, Role::RepoReader).await?;
-    Ok(Json(json!({"org_id": caller.org_id, "user_id": user, "tool_repo_access": true})))
+) -> Result<Json<RepoAccessOut>, ApiError> {
+    set(&state, &caller, &path, true, &GRANT_REPO_ACCESS).await
 }
 
-/// Revokes the read access granted by [`grant`].
+/// Revokes the user's read access.
 pub async fn revoke(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     path: PathParams,
-) -> Result<Json<Value>, ApiError> {
-    let user = target_user(&state, &caller, &path).await?;
-    state.store().revoke_role(&caller.org_id, &caller.org_id, &user, Role::RepoReader).await?;
-    Ok(Json(json!({"org_id": caller.org_id, "user_id": user, "tool_repo_access": false})))
+) -> Result<Json<RepoAccessOut>, ApiError> {
+    set(&state, &caller, &path, false, &REVOKE_REPO_ACCESS).await
 }

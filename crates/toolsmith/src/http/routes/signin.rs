@@ -10,7 +10,7 @@ use toolsmith_domain::OrgId;
 use crate::app::AppState;
 use crate::http::error::{ApiError, FieldError, Loc};
 use crate::http::operations::{rate_limit_message, SIGN_IN};
-use crate::http::wire::SignInResponse;
+use crate::http::wire::users::SignInResponse;
 use crate::identity::api_key;
 
 const REFUSED: &str = "API key not found, is incorrect, or the requested user is not found.";

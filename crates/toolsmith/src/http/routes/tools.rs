@@ -6,15 +6,15 @@ use axum::{Extension, Json};
 use serde_json::Value;
 use toolsmith_domain::names::{parse_word_string, NameError};
 use toolsmith_domain::{Tag, TagFilter, ToolName};
-use toolsmith_store::{NewTool, SortField, StoreError, ToolQuery};
+use toolsmith_store::{SortField, ToolQuery};
 
 use crate::app::AppState;
-use crate::http::auth::Caller;
 use crate::http::error::{ApiError, Loc};
 use crate::http::extract::{JsonBody, PathParams};
-use crate::http::operations::{DEPRECATE_TOOL, MODIFY_TOOL};
+use crate::http::operations::{CREATE_TOOL, DEPRECATE_TOOL, GET_TOOLS, MODIFY_TOOL};
 use crate::http::params::{Fields, Problems, Query};
-use crate::http::wire::{CreateToolResponse, GetToolsResponse, ToolFilterValues, ToolInstance};
+use crate::http::wire::tools::{CreateToolResponse, GetToolsResponse, ToolFilterValues, ToolInstance};
+use crate::service::{self, Caller};
 
 /// The most tags a tool may carry.
 const MAX_TAGS: usize = 20;
@@ -46,10 +46,10 @@ pub async fn list(
     let offset = q.int("continuation_token", 0, 0, None, &mut problems);
     problems.finish(())?;
 
-    let store = state.store();
-    let page = store.list_tools(&caller.org_id, &ToolQuery { ids, deprecated, tags, sort, limit, offset }).await?;
-    let filter_values =
-        if offset == 0 { Some(ToolFilterValues { tags: store.tag_keys(&caller.org_id).await? }) } else { None };
+    let query = ToolQuery { ids, deprecated, tags, sort, limit, offset };
+    let listing = service::tools::list(&state, &caller, &query).await.map_err(ApiError::from_service(&GET_TOOLS))?;
+    let page = listing.page;
+    let filter_values = listing.tag_keys.map(|tags| ToolFilterValues { tags });
     let next = offset + page.tools.len() as i64;
     Ok(Json(GetToolsResponse {
         has_more: page.has_more,
@@ -57,16 +57,6 @@ pub async fn list(
         tools: page.tools.into_iter().map(ToolInstance::from).collect(),
         filter_values,
     }))
-}
-
-/// A description as stored. PostgreSQL text cannot hold NUL, so it becomes U+FFFD, on both
-/// backends so that they answer alike (as invocation records do); tags cannot contain it.
-fn storable(description: String) -> String {
-    if description.contains('\0') {
-        description.replace('\0', "\u{fffd}")
-    } else {
-        description
-    }
 }
 
 /// `POST /v1/{org}/tool/`: creates a tool with no versions.
@@ -78,7 +68,7 @@ pub async fn create(
     let fields = Fields::new(&body, vec![Loc::from("body")]);
     let mut problems = Problems::default();
     let name = fields.stripped_string("name", &mut problems);
-    let description = fields.stripped_string("description", &mut problems).map(storable);
+    let description = fields.stripped_string("description", &mut problems);
     // The contract marks `tags` required, yet older clients omit it: absent means no tags.
     let tags = match fields.raw("tags") {
         None => Some(Vec::new()),
@@ -99,12 +89,10 @@ pub async fn create(
     let (Some(name), Some(description), Some(tags)) = problems.finish((name, description, tags))? else {
         return Err(ApiError::internal());
     };
-    let new = NewTool { org_id: caller.org_id.clone(), name, description, tags, creator: caller.user.clone() };
-    match state.store().create_tool(new).await {
-        Ok(tool) => Ok((StatusCode::CREATED, Json(CreateToolResponse { id: tool.id }))),
-        Err(StoreError::AlreadyExists) => Err(ApiError::conflict("A tool with the same name already exists.")),
-        Err(e) => Err(e.into()),
-    }
+    let tool = service::tools::create(&state, &caller, name, description, tags)
+        .await
+        .map_err(ApiError::from_service(&CREATE_TOOL))?;
+    Ok((StatusCode::CREATED, Json(CreateToolResponse { id: tool.id })))
 }
 
 /// `POST /v1/{org}/tool/{tool_id}`: changes the description and/or replaces the tags.
@@ -117,21 +105,16 @@ pub async fn modify(
     let tool_id = path.object_id("tool_id")?;
     let fields = Fields::new(&body, vec![Loc::from("body")]);
     let mut problems = Problems::default();
-    let description = fields.opt_stripped_string("description", &mut problems).map(storable);
+    let description = fields.opt_stripped_string("description", &mut problems);
     let tags = match fields.raw("tags") {
         None | Some(Value::Null) => None,
         Some(v) => parse_tags(v, fields.loc("tags"), &mut problems),
     };
     problems.finish(())?;
-    match state
-        .store()
-        .modify_tool(&caller.org_id, &tool_id, description.as_deref(), tags.as_deref(), &caller.user)
+    service::tools::modify(&state, &caller, &tool_id, description, tags)
         .await
-    {
-        Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(StoreError::NotFound) => Err(ApiError::not_found(MODIFY_TOOL.org_not_found)),
-        Err(e) => Err(e.into()),
-    }
+        .map_err(ApiError::from_service(&MODIFY_TOOL))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `DELETE /v1/{org}/tool/{tool_id}`: deprecates the tool, serialized with other operations on
@@ -142,29 +125,10 @@ pub async fn deprecate(
     path: PathParams,
 ) -> Result<StatusCode, ApiError> {
     let tool_id = path.object_id("tool_id")?;
-    let store = state.store();
-    if store.get_tool(&caller.org_id, &tool_id).await?.is_none() {
-        return Err(ApiError::not_found(DEPRECATE_TOOL.org_not_found));
-    }
-    let lock = store
-        .lock_tool(&caller.org_id, &tool_id, "deprecate", state.settings().lock_lease)
-        .await?
-        .ok_or_else(|| ApiError::conflict("A related operation is in progress."))?;
-    let versions = store.versions_of(&caller.org_id, &tool_id).await?;
-    let result = store.deprecate_tool(&caller.org_id, &tool_id, &caller.user).await;
-    lock.release().await?;
-    if let (Ok(()), Some(pool)) = (&result, state.runtime()) {
-        pool.evict(&versions.into_iter().map(|v| v.id).collect::<Vec<_>>());
-    }
-    match result {
-        Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(StoreError::NotFound) => Err(ApiError::not_found(DEPRECATE_TOOL.org_not_found)),
-        Err(e) => Err(e.into()),
-    }
+    service::tools::deprecate(&state, &caller, &tool_id).await.map_err(ApiError::from_service(&DEPRECATE_TOOL))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
-/// Reads a tags object (`{key: value|null}`, at most [`MAX_TAGS`] entries, keys and values
-/// stripped and matching `^[\w\s]+$`).
 fn parse_tags(value: &Value, loc: Vec<Loc>, problems: &mut Problems) -> Option<Vec<Tag>> {
     let Value::Object(map) = value else {
         problems.push(loc, "dict_type", "Input should be a valid dictionary", Some(value.clone()));
