@@ -1,6 +1,23 @@
-//! Identifiers: 24-hex object ids (tools, users, versions, invocations) and organization slugs.
+//! Identifiers: 24-hex object ids, one type per kind of record (tools, versions, invocations,
+//! users, API keys, builds), and organization slugs.
+//!
+//! Every kind wraps the same [`ObjectId`], yet the kinds are distinct types, so that a tool id
+//! cannot be passed where a user id is expected, however similar the two strings look:
+//!
+//! ```
+//! use toolsmith_domain::ids::{ToolId, UserId};
+//! fn owner(_user: &UserId) {}
+//! owner(&UserId::generate());
+//! ```
+//!
+//! ```compile_fail
+//! use toolsmith_domain::ids::{ToolId, UserId};
+//! fn owner(_user: &UserId) {}
+//! owner(&ToolId::generate());
+//! ```
 
 use std::fmt;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,11 +35,58 @@ pub enum IdError {
     NotOrgSlug,
 }
 
+/// The conversions every identifier type has: from text through its `parse` (so serde, `FromStr`
+/// and `TryFrom<String>` check the same rule), to text, and a `Debug` that names the type, so
+/// that a log line or a failed assertion shows which kind of id it is.
+macro_rules! text_id_conversions {
+    ($name:ident) => {
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, IdError> {
+                $name::parse(&s)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                $name::parse(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.as_str().to_owned()
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                self.as_str()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.as_str())
+            }
+        }
+    };
+}
+
 /// A 12-byte identifier rendered as 24 lowercase hex characters, shaped like a MongoDB ObjectId
 /// because the wire contract's id patterns (`^[a-f0-9]{24}$`) expect exactly that.
 ///
 /// The layout (4 bytes of seconds, 5 random bytes, a 3-byte counter) makes ids created later
-/// sort later, which keeps "newest first" cheap and index-friendly.
+/// sort later, which keeps "newest first" cheap and index-friendly. Records are identified by
+/// the typed kinds below; a bare `ObjectId` names what is no record of its own (a lock holder, a
+/// scratch schema).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ObjectId(String);
@@ -56,30 +120,66 @@ impl ObjectId {
     }
 }
 
-impl TryFrom<String> for ObjectId {
-    type Error = IdError;
-    fn try_from(s: String) -> Result<Self, IdError> {
-        ObjectId::parse(&s)
-    }
+text_id_conversions!(ObjectId);
+
+/// Declares the id type of one kind of record: an [`ObjectId`] that only that kind's ids are.
+macro_rules! object_id_kind {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(ObjectId);
+
+        impl $name {
+            /// Creates a new, unique id.
+            pub fn generate() -> Self {
+                $name(ObjectId::generate())
+            }
+
+            /// Parses a 24-hex id.
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                ObjectId::parse(s).map($name)
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                self.0.as_str()
+            }
+
+            /// The id without its kind.
+            pub fn as_object_id(&self) -> &ObjectId {
+                &self.0
+            }
+        }
+
+        text_id_conversions!($name);
+    };
 }
 
-impl From<ObjectId> for String {
-    fn from(id: ObjectId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for ObjectId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for ObjectId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ObjectId({})", self.0)
-    }
-}
+object_id_kind!(
+    /// The id of a tool.
+    ToolId
+);
+object_id_kind!(
+    /// The id of a published version of a tool (not its `X.Y.Z` number).
+    VersionId
+);
+object_id_kind!(
+    /// The id of a recorded invocation.
+    InvocationId
+);
+object_id_kind!(
+    /// The id of a user, unique within the user's organization.
+    UserId
+);
+object_id_kind!(
+    /// The id of an API key, sent as `x-api-key-id`.
+    ApiKeyId
+);
+object_id_kind!(
+    /// The id of a build (of a publish or a test).
+    BuildId
+);
 
 /// An organization id: a lowercase slug without underscores, so that the git Basic-auth user
 /// name `{org_id}_{user_id}` splits unambiguously at its first underscore.
@@ -108,30 +208,7 @@ impl OrgId {
     }
 }
 
-impl TryFrom<String> for OrgId {
-    type Error = IdError;
-    fn try_from(s: String) -> Result<Self, IdError> {
-        OrgId::parse(&s)
-    }
-}
-
-impl From<OrgId> for String {
-    fn from(id: OrgId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for OrgId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for OrgId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OrgId({})", self.0)
-    }
-}
+text_id_conversions!(OrgId);
 
 #[cfg(test)]
 mod tests {
@@ -151,6 +228,38 @@ mod tests {
         for bad in ["", "abc", "ABCDEFABCDEFABCDEFABCDEF", "0123456789abcdef0123456g", "0123456789abcdef012345678"] {
             assert_eq!(ObjectId::parse(bad), Err(IdError::NotObjectId), "{bad}");
         }
+    }
+
+    #[test]
+    fn kinds_share_the_object_id_rule_and_name_themselves() {
+        let text = "0123456789abcdef01234567";
+        let tool = ToolId::parse(text).unwrap();
+        assert_eq!(tool.as_str(), text);
+        assert_eq!(tool.to_string(), text);
+        assert_eq!(format!("{tool:?}"), format!("ToolId({text})"));
+        assert_eq!(format!("{:?}", UserId::parse(text).unwrap()), format!("UserId({text})"));
+        assert_eq!(format!("{:?}", BuildId::parse(text).unwrap()), format!("BuildId({text})"));
+        assert_eq!(tool.as_object_id(), &ObjectId::parse(text).unwrap());
+        assert_eq!(text.parse::<VersionId>().unwrap().as_str(), text);
+        assert_eq!(String::from(InvocationId::parse(text).unwrap()), text);
+        for bad in ["", "acme", "0123456789ABCDEF01234567", "0123456789abcdef012345678"] {
+            assert_eq!(ToolId::parse(bad), Err(IdError::NotObjectId), "{bad}");
+            assert_eq!(bad.parse::<ApiKeyId>(), Err(IdError::NotObjectId), "{bad}");
+        }
+        let a = InvocationId::generate();
+        let b = InvocationId::generate();
+        assert_ne!(a, b);
+        assert!(InvocationId::parse(a.as_str()).is_ok());
+    }
+
+    #[test]
+    fn kinds_are_plain_strings_on_the_wire() {
+        let id = ToolId::parse("0123456789abcdef01234567").unwrap();
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, "\"0123456789abcdef01234567\"");
+        assert_eq!(serde_json::from_str::<ToolId>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<ToolId>("\"acme\"").is_err());
+        assert!(serde_json::from_str::<ToolId>("12").is_err());
     }
 
     #[test]

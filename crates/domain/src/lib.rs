@@ -2,7 +2,7 @@
 //!
 //! Nothing here performs I/O: parsing a value from the outside world into one of these types is
 //! the one place its rules are checked ("parse, don't validate"), so code holding an
-//! [`ids::ObjectId`] or a [`names::ToolName`] never re-checks it.
+//! [`ids::ToolId`] or a [`names::ToolName`] never re-checks it.
 
 pub mod ids;
 pub mod invocation_source;
@@ -12,7 +12,7 @@ pub mod tags;
 pub mod time;
 pub mod version;
 
-pub use ids::{ObjectId, OrgId};
+pub use ids::{ApiKeyId, BuildId, IdError, InvocationId, ObjectId, OrgId, ToolId, UserId, VersionId};
 pub use invocation_source::{InvocationSource, SourceType};
 pub use names::{EnvVarName, ToolName};
 pub use permissions::{Permission, PermissionSet, Role};

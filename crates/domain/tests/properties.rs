@@ -5,7 +5,10 @@ use proptest::prelude::*;
 use regex::Regex;
 use toolsmith_domain::names::{parse_word_string, NameError, ENV_VAR_NAME_MAX_LEN, TOOL_NAME_MAX_LEN};
 use toolsmith_domain::time::Timestamp;
-use toolsmith_domain::{BumpType, EnvVarName, ObjectId, OrgId, Specifier, TagFilter, ToolName, Version};
+use toolsmith_domain::{
+    ApiKeyId, BuildId, BumpType, EnvVarName, InvocationId, ObjectId, OrgId, Specifier, TagFilter, ToolId, ToolName,
+    UserId, Version, VersionId,
+};
 
 fn config() -> ProptestConfig {
     ProptestConfig { cases: 256, ..ProptestConfig::default() }
@@ -121,6 +124,21 @@ proptest! {
                 prop_assert_eq!(serde_json::from_str::<ObjectId>(&json).unwrap(), id);
             }
             Err(_) => prop_assert!(!valid),
+        }
+    }
+
+    #[test]
+    fn every_kind_of_id_accepts_exactly_the_object_ids(raw in prop_oneof![near("0-9a-fA-Fg"), "[0-9a-f]{24}"]) {
+        let expected = ObjectId::parse(&raw).ok().map(|id| id.as_str().to_owned());
+        let json = serde_json::to_string(&raw).unwrap();
+        prop_assert_eq!(ToolId::parse(&raw).ok().map(String::from), expected.clone());
+        prop_assert_eq!(VersionId::parse(&raw).ok().map(String::from), expected.clone());
+        prop_assert_eq!(InvocationId::parse(&raw).ok().map(String::from), expected.clone());
+        prop_assert_eq!(raw.parse::<UserId>().ok().map(String::from), expected.clone());
+        prop_assert_eq!(raw.parse::<ApiKeyId>().ok().map(String::from), expected.clone());
+        prop_assert_eq!(serde_json::from_str::<BuildId>(&json).ok().map(String::from), expected.clone());
+        if let Ok(id) = ToolId::parse(&raw) {
+            prop_assert_eq!(serde_json::to_string(&id).unwrap(), json);
         }
     }
 

@@ -4,8 +4,9 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use toolsmith_domain::time::Timestamp;
-use toolsmith_domain::ObjectId;
+use toolsmith_domain::{BuildId, OrgId, ToolId};
 
+use crate::db::{get_id, get_optional_id};
 use crate::{Store, StoreError, UserRef};
 
 /// Where a build stands.
@@ -43,11 +44,11 @@ impl BuildState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BuildRecord {
     /// Its id.
-    pub id: String,
+    pub id: BuildId,
     /// The organization.
-    pub org_id: String,
+    pub org_id: OrgId,
     /// The tool, for publishes.
-    pub tool_id: Option<String>,
+    pub tool_id: Option<ToolId>,
     /// `publish` or `test`.
     pub kind: String,
     /// Its state.
@@ -68,22 +69,22 @@ impl Store {
     /// Records the start of a build and returns its id.
     pub async fn start_build(
         &self,
-        org_id: &str,
-        tool_id: Option<&str>,
+        org_id: &OrgId,
+        tool_id: Option<&ToolId>,
         kind: &str,
         by: &UserRef,
-    ) -> Result<String, StoreError> {
-        let id = ObjectId::generate().to_string();
+    ) -> Result<BuildId, StoreError> {
+        let id = BuildId::generate();
         sqlx::query(
             "INSERT INTO builds (org_id, id, tool_id, kind, state, message, log, created_by_org, created_by_user, created_at) \
              VALUES ($1, $2, $3, $4, 'running', '', '', $5, $6, $7)",
         )
-        .bind(org_id)
-        .bind(&id)
-        .bind(tool_id)
+        .bind(org_id.as_str())
+        .bind(id.as_str())
+        .bind(tool_id.map(ToolId::as_str))
         .bind(kind)
-        .bind(&by.org_id)
-        .bind(&by.user_id)
+        .bind(by.org_id.as_str())
+        .bind(by.user_id.as_str())
         .bind(Timestamp::now().0)
         .execute(&self.db.write)
         .await?;
@@ -93,8 +94,8 @@ impl Store {
     /// Records the end of a build.
     pub async fn finish_build(
         &self,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &BuildId,
         state: BuildState,
         message: &str,
         log: &str,
@@ -102,8 +103,8 @@ impl Store {
         sqlx::query(
             "UPDATE builds SET state = $3, message = $4, log = $5, finished_at = $6 WHERE org_id = $1 AND id = $2",
         )
-        .bind(org_id)
-        .bind(id)
+        .bind(org_id.as_str())
+        .bind(id.as_str())
         .bind(state.as_str())
         .bind(message)
         .bind(log)
@@ -114,16 +115,16 @@ impl Store {
     }
 
     /// One build of an organization.
-    pub async fn get_build(&self, org_id: &str, id: &str) -> Result<Option<BuildRecord>, StoreError> {
+    pub async fn get_build(&self, org_id: &OrgId, id: &BuildId) -> Result<Option<BuildRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT org_id, id, tool_id, kind, state, message, log, created_by_org, created_by_user, created_at, finished_at \
              FROM builds WHERE org_id = $1 AND id = $2",
         )
-        .bind(org_id)
-        .bind(id)
+        .bind(org_id.as_str())
+        .bind(id.as_str())
         .fetch_optional(&self.db.read)
         .await?;
-        Ok(row.map(|r| build_from_row(&r)).transpose()?)
+        row.map(|r| build_from_row(&r)).transpose()
     }
 
     /// Marks as failed the builds whose server died while they ran: publish builds whose tool
@@ -151,13 +152,13 @@ impl Store {
     /// Marks as failed every build of `tool_id` still "running": called by whoever has just
     /// taken the tool's lock, so no build of the tool can be live (publishes build only while
     /// holding the lock) and those rows were left by a holder that died.
-    pub(crate) async fn fail_builds_of_lost_holder(&self, org_id: &str, tool_id: &str) -> Result<u64, StoreError> {
+    pub(crate) async fn fail_builds_of_lost_holder(&self, org_id: &OrgId, tool_id: &ToolId) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE builds SET state = 'failed', message = $3, finished_at = $4 \
              WHERE org_id = $1 AND tool_id = $2 AND state = 'running'",
         )
-        .bind(org_id)
-        .bind(tool_id)
+        .bind(org_id.as_str())
+        .bind(tool_id.as_str())
         .bind(INTERRUPTED)
         .bind(Timestamp::now().0)
         .execute(&self.db.write)
@@ -169,16 +170,16 @@ impl Store {
 /// The message of a build whose server died before it finished.
 const INTERRUPTED: &str = "The build was interrupted: the server running it stopped before it finished.";
 
-fn build_from_row(r: &AnyRow) -> Result<BuildRecord, sqlx::Error> {
+fn build_from_row(r: &AnyRow) -> Result<BuildRecord, StoreError> {
     Ok(BuildRecord {
-        id: r.try_get("id")?,
-        org_id: r.try_get("org_id")?,
-        tool_id: r.try_get("tool_id")?,
+        id: get_id(r, "id")?,
+        org_id: get_id(r, "org_id")?,
+        tool_id: get_optional_id(r, "tool_id")?,
         kind: r.try_get("kind")?,
         state: BuildState::parse(&r.try_get::<String, _>("state")?),
         message: r.try_get("message")?,
         log: r.try_get("log")?,
-        created_by: UserRef { org_id: r.try_get("created_by_org")?, user_id: r.try_get("created_by_user")? },
+        created_by: UserRef::from_row(r, "created_by_org", "created_by_user")?,
         created_at: Timestamp(r.try_get("created_at")?),
         finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
     })

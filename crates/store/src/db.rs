@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
+use toolsmith_domain::IdError;
 
 use crate::StoreError;
 
@@ -78,4 +79,31 @@ pub(crate) fn placeholders(start: usize, count: usize) -> String {
 pub(crate) fn get_bool(row: &AnyRow, column: &str) -> Result<bool, sqlx::Error> {
     use sqlx::Row;
     Ok(row.try_get::<i64, _>(column)? != 0)
+}
+
+/// Reads a text column holding an identifier. The store writes only ids that parsed, so one that
+/// does not parse means the row was changed behind the store's back: [`StoreError::Corrupt`].
+pub(crate) fn get_id<T>(row: &AnyRow, column: &str) -> Result<T, StoreError>
+where
+    T: TryFrom<String, Error = IdError>,
+{
+    use sqlx::Row;
+    parse_id(column, row.try_get::<String, _>(column)?)
+}
+
+/// Reads a nullable text column holding an identifier; see [`get_id`].
+pub(crate) fn get_optional_id<T>(row: &AnyRow, column: &str) -> Result<Option<T>, StoreError>
+where
+    T: TryFrom<String, Error = IdError>,
+{
+    use sqlx::Row;
+    row.try_get::<Option<String>, _>(column)?.map(|text| parse_id(column, text)).transpose()
+}
+
+fn parse_id<T>(column: &str, text: String) -> Result<T, StoreError>
+where
+    T: TryFrom<String, Error = IdError>,
+{
+    let shown = format!("{text:?}");
+    T::try_from(text).map_err(|err| StoreError::Corrupt(format!("column {column} holds {shown}, which {err}")))
 }

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 use toolsmith_domain::time::Timestamp;
-use toolsmith_domain::EnvVarName;
+use toolsmith_domain::{EnvVarName, OrgId, ToolId};
 
-use crate::db::{get_bool, Dialect};
+use crate::db::{get_bool, get_id, Dialect};
 use crate::secrets::Sealed;
 use crate::{Store, StoreError, UserRef};
 
@@ -67,8 +67,8 @@ impl Store {
     /// failure nothing changes.
     pub async fn modify_envvars(
         &self,
-        org_id: &str,
-        tool_id: &str,
+        org_id: &OrgId,
+        tool_id: &ToolId,
         changes: &EnvVarChanges,
         tombstone_secs: i64,
         by: &UserRef,
@@ -81,12 +81,13 @@ impl Store {
             Dialect::Postgres => "SELECT id FROM tools WHERE org_id = $1 AND id = $2 FOR UPDATE",
             Dialect::Sqlite => "SELECT id FROM tools WHERE org_id = $1 AND id = $2",
         };
-        if sqlx::query(lock_sql).bind(org_id).bind(tool_id).fetch_optional(&mut *tx).await?.is_none() {
+        if sqlx::query(lock_sql).bind(org_id.as_str()).bind(tool_id.as_str()).fetch_optional(&mut *tx).await?.is_none()
+        {
             return Err(StoreError::NotFound);
         }
         let rows = sqlx::query("SELECT name, is_secret, deleted_at FROM envvars WHERE org_id = $1 AND tool_id = $2")
-            .bind(org_id)
-            .bind(tool_id)
+            .bind(org_id.as_str())
+            .bind(tool_id.as_str())
             .fetch_all(&mut *tx)
             .await?;
         let mut existing = HashMap::new();
@@ -125,8 +126,8 @@ impl Store {
                 "UPDATE envvars SET deleted_at = $4, updated_at = $4, value = $5, key_id = NULL \
                  WHERE org_id = $1 AND tool_id = $2 AND name = $3",
             )
-            .bind(org_id)
-            .bind(tool_id)
+            .bind(org_id.as_str())
+            .bind(tool_id.as_str())
             .bind(name.as_str())
             .bind(now.0)
             .bind(Vec::<u8>::new())
@@ -139,8 +140,8 @@ impl Store {
             sqlx::query(
                 "UPDATE envvars SET value = $4, key_id = $5, updated_at = $6 WHERE org_id = $1 AND tool_id = $2 AND name = $3",
             )
-            .bind(org_id)
-            .bind(tool_id)
+            .bind(org_id.as_str())
+            .bind(tool_id.as_str())
             .bind(name.as_str())
             .bind(bytes)
             .bind(key_id)
@@ -156,8 +157,8 @@ impl Store {
                  ON CONFLICT (org_id, tool_id, name) DO UPDATE SET is_secret = excluded.is_secret, value = excluded.value, \
                  key_id = excluded.key_id, created_at = excluded.created_at, updated_at = excluded.updated_at, deleted_at = NULL",
             )
-            .bind(org_id)
-            .bind(tool_id)
+            .bind(org_id.as_str())
+            .bind(tool_id.as_str())
             .bind(insert.name.as_str())
             .bind(i64::from(insert.is_secret))
             .bind(bytes)
@@ -169,10 +170,10 @@ impl Store {
         sqlx::query(
             "UPDATE tools SET updated_by_org = $3, updated_by_user = $4, updated_at = $5 WHERE org_id = $1 AND id = $2",
         )
-        .bind(org_id)
-        .bind(tool_id)
-        .bind(&by.org_id)
-        .bind(&by.user_id)
+        .bind(org_id.as_str())
+        .bind(tool_id.as_str())
+        .bind(by.org_id.as_str())
+        .bind(by.user_id.as_str())
         .bind(now.0)
         .execute(&mut *tx)
         .await?;
@@ -183,13 +184,13 @@ impl Store {
     /// The live environment variables of a tool with their plaintext values, sorted by name.
     ///
     /// Only the runtime's launch path may call this: it is where secrets leave the store.
-    pub async fn envvar_values(&self, org_id: &str, tool_id: &str) -> Result<Vec<EnvVarValue>, StoreError> {
+    pub async fn envvar_values(&self, org_id: &OrgId, tool_id: &ToolId) -> Result<Vec<EnvVarValue>, StoreError> {
         let rows = sqlx::query(
             "SELECT name, is_secret, value, key_id FROM envvars \
              WHERE org_id = $1 AND tool_id = $2 AND deleted_at IS NULL ORDER BY name",
         )
-        .bind(org_id)
-        .bind(tool_id)
+        .bind(org_id.as_str())
+        .bind(tool_id.as_str())
         .fetch_all(&self.db.read)
         .await?;
         let mut values = Vec::with_capacity(rows.len());
@@ -213,8 +214,8 @@ impl Store {
 
     fn stored_value(
         &self,
-        org_id: &str,
-        tool_id: &str,
+        org_id: &OrgId,
+        tool_id: &ToolId,
         name: &EnvVarName,
         value: &str,
         is_secret: bool,
@@ -242,8 +243,8 @@ impl Store {
         .await?;
         let mut count = 0;
         for row in rows {
-            let (org_id, tool_id, name): (String, String, String) =
-                (row.try_get("org_id")?, row.try_get("tool_id")?, row.try_get("name")?);
+            let (org_id, tool_id, name): (OrgId, ToolId, String) =
+                (get_id(&row, "org_id")?, get_id(&row, "tool_id")?, row.try_get("name")?);
             let old = Sealed {
                 key_id: row.try_get::<Option<String>, _>("key_id")?.unwrap_or_default(),
                 bytes: row.try_get("value")?,
@@ -254,8 +255,8 @@ impl Store {
             let done = sqlx::query(
                 "UPDATE envvars SET value = $4, key_id = $5 WHERE org_id = $1 AND tool_id = $2 AND name = $3 AND key_id = $6",
             )
-            .bind(&org_id)
-            .bind(&tool_id)
+            .bind(org_id.as_str())
+            .bind(tool_id.as_str())
             .bind(&name)
             .bind(new.bytes)
             .bind(new.key_id)

@@ -3,15 +3,16 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use toolsmith_domain::time::Timestamp;
-use toolsmith_domain::Role;
+use toolsmith_domain::{ApiKeyId, OrgId, Role, UserId};
 
-use crate::{Store, StoreError};
+use crate::db::get_id;
+use crate::{Store, StoreError, UserRef};
 
 /// An organization: the unit of tenancy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Organization {
     /// The organization's slug.
-    pub id: String,
+    pub id: OrgId,
     /// A display name.
     pub name: String,
     /// When it was created.
@@ -22,9 +23,9 @@ pub struct Organization {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
     /// The organization the user belongs to.
-    pub org_id: String,
-    /// The user's 24-hex id.
-    pub id: String,
+    pub org_id: OrgId,
+    /// The user's id.
+    pub id: UserId,
     /// A display name.
     pub name: String,
 }
@@ -33,9 +34,9 @@ pub struct UserRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyRecord {
     /// The organization the key belongs to.
-    pub org_id: String,
+    pub org_id: OrgId,
     /// The key's id, sent as `x-api-key-id`.
-    pub id: String,
+    pub id: ApiKeyId,
     /// Hex SHA-256 of the secret.
     pub secret_sha256: String,
     /// What the key is for.
@@ -58,17 +59,17 @@ pub struct Access {
 }
 
 impl Store {
-    /// Whether `org_id` exists, whether the user `user_id` of `user_org_id` exists, and the roles
+    /// Whether `org_id` exists, whether `user` exists in their own organization, and the roles
     /// that user holds in `org_id`, all in one query: this runs before every request.
-    pub async fn access(&self, org_id: &str, user_org_id: &str, user_id: &str) -> Result<Access, StoreError> {
+    pub async fn access(&self, org_id: &OrgId, user: &UserRef) -> Result<Access, StoreError> {
         let rows = sqlx::query(
             "SELECT 'org' AS kind, id AS value FROM organizations WHERE id = $1 \
              UNION ALL SELECT 'user', id FROM users WHERE org_id = $2 AND id = $3 \
              UNION ALL SELECT 'role', role FROM role_grants WHERE org_id = $1 AND user_org_id = $2 AND user_id = $3",
         )
-        .bind(org_id)
-        .bind(user_org_id)
-        .bind(user_id)
+        .bind(org_id.as_str())
+        .bind(user.org_id.as_str())
+        .bind(user.user_id.as_str())
         .fetch_all(&self.db.read)
         .await?;
         let mut access = Access { org_exists: false, user_exists: false, roles: Vec::new() };
@@ -86,25 +87,25 @@ impl Store {
     }
 
     /// Creates an organization; [`StoreError::AlreadyExists`] if the id is taken.
-    pub async fn create_org(&self, id: &str, name: &str) -> Result<Organization, StoreError> {
+    pub async fn create_org(&self, id: &OrgId, name: &str) -> Result<Organization, StoreError> {
         let now = Timestamp::now();
         sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(id)
+            .bind(id.as_str())
             .bind(name)
             .bind(now.0)
             .execute(&self.db.write)
             .await
             .map_err(already_exists)?;
-        Ok(Organization { id: id.to_owned(), name: name.to_owned(), created_at: now })
+        Ok(Organization { id: id.clone(), name: name.to_owned(), created_at: now })
     }
 
     /// Looks up an organization.
-    pub async fn get_org(&self, id: &str) -> Result<Option<Organization>, StoreError> {
+    pub async fn get_org(&self, id: &OrgId) -> Result<Option<Organization>, StoreError> {
         let row = sqlx::query("SELECT id, name, created_at FROM organizations WHERE id = $1")
-            .bind(id)
+            .bind(id.as_str())
             .fetch_optional(&self.db.read)
             .await?;
-        row.map(|r| org_from_row(&r)).transpose().map_err(Into::into)
+        row.map(|r| org_from_row(&r)).transpose()
     }
 
     /// Every organization, oldest first.
@@ -112,56 +113,51 @@ impl Store {
         let rows = sqlx::query("SELECT id, name, created_at FROM organizations ORDER BY created_at, id")
             .fetch_all(&self.db.read)
             .await?;
-        rows.iter().map(org_from_row).collect::<Result<_, _>>().map_err(Into::into)
+        rows.iter().map(org_from_row).collect()
     }
 
     /// Creates a user in an organization.
-    pub async fn create_user(&self, org_id: &str, user_id: &str, name: &str) -> Result<UserRecord, StoreError> {
+    pub async fn create_user(&self, org_id: &OrgId, user_id: &UserId, name: &str) -> Result<UserRecord, StoreError> {
         sqlx::query("INSERT INTO users (org_id, id, name, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(org_id)
-            .bind(user_id)
+            .bind(org_id.as_str())
+            .bind(user_id.as_str())
             .bind(name)
             .bind(Timestamp::now().0)
             .execute(&self.db.write)
             .await
             .map_err(already_exists)?;
-        Ok(UserRecord { org_id: org_id.to_owned(), id: user_id.to_owned(), name: name.to_owned() })
+        Ok(UserRecord { org_id: org_id.clone(), id: user_id.clone(), name: name.to_owned() })
     }
 
     /// Looks up a user of an organization.
-    pub async fn get_user(&self, org_id: &str, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
+    pub async fn get_user(&self, org_id: &OrgId, user_id: &UserId) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query("SELECT org_id, id, name FROM users WHERE org_id = $1 AND id = $2")
-            .bind(org_id)
-            .bind(user_id)
+            .bind(org_id.as_str())
+            .bind(user_id.as_str())
             .fetch_optional(&self.db.read)
             .await?;
-        Ok(row.map(|r| user_from_row(&r)).transpose()?)
+        row.map(|r| user_from_row(&r)).transpose()
     }
 
     /// The users of an organization, oldest first.
-    pub async fn list_users(&self, org_id: &str) -> Result<Vec<UserRecord>, StoreError> {
+    pub async fn list_users(&self, org_id: &OrgId) -> Result<Vec<UserRecord>, StoreError> {
         let rows = sqlx::query("SELECT org_id, id, name FROM users WHERE org_id = $1 ORDER BY created_at, id")
-            .bind(org_id)
+            .bind(org_id.as_str())
             .fetch_all(&self.db.read)
             .await?;
-        Ok(rows.iter().map(user_from_row).collect::<Result<_, _>>()?)
+        rows.iter().map(user_from_row).collect()
     }
 
-    /// Grants `role` in `org_id` to the user `user_id` of `user_org_id`; granting twice is a no-op.
-    pub async fn grant_role(
-        &self,
-        org_id: &str,
-        user_org_id: &str,
-        user_id: &str,
-        role: Role,
-    ) -> Result<(), StoreError> {
+    /// Grants `role` in `org_id` to `user` (who may belong to another organization); granting
+    /// twice is a no-op.
+    pub async fn grant_role(&self, org_id: &OrgId, user: &UserRef, role: Role) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO role_grants (org_id, user_org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (org_id, user_org_id, user_id, role) DO NOTHING",
         )
-        .bind(org_id)
-        .bind(user_org_id)
-        .bind(user_id)
+        .bind(org_id.as_str())
+        .bind(user.org_id.as_str())
+        .bind(user.user_id.as_str())
         .bind(role.as_str())
         .bind(Timestamp::now().0)
         .execute(&self.db.write)
@@ -170,31 +166,25 @@ impl Store {
     }
 
     /// Revokes a role; returns whether the user had it.
-    pub async fn revoke_role(
-        &self,
-        org_id: &str,
-        user_org_id: &str,
-        user_id: &str,
-        role: Role,
-    ) -> Result<bool, StoreError> {
+    pub async fn revoke_role(&self, org_id: &OrgId, user: &UserRef, role: Role) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "DELETE FROM role_grants WHERE org_id = $1 AND user_org_id = $2 AND user_id = $3 AND role = $4",
         )
-        .bind(org_id)
-        .bind(user_org_id)
-        .bind(user_id)
+        .bind(org_id.as_str())
+        .bind(user.org_id.as_str())
+        .bind(user.user_id.as_str())
         .bind(role.as_str())
         .execute(&self.db.write)
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
-    /// The roles a user (of `user_org_id`) holds in `org_id`.
-    pub async fn roles_of(&self, org_id: &str, user_org_id: &str, user_id: &str) -> Result<Vec<Role>, StoreError> {
+    /// The roles `user` (who may belong to another organization) holds in `org_id`.
+    pub async fn roles_of(&self, org_id: &OrgId, user: &UserRef) -> Result<Vec<Role>, StoreError> {
         let rows = sqlx::query("SELECT role FROM role_grants WHERE org_id = $1 AND user_org_id = $2 AND user_id = $3")
-            .bind(org_id)
-            .bind(user_org_id)
-            .bind(user_id)
+            .bind(org_id.as_str())
+            .bind(user.org_id.as_str())
+            .bind(user.user_id.as_str())
             .fetch_all(&self.db.read)
             .await?;
         // A role name this build does not know (written by a newer version) grants nothing.
@@ -211,8 +201,8 @@ impl Store {
             "INSERT INTO api_keys (org_id, id, secret_sha256, description, created_at, expires_at, revoked_at) \
              VALUES ($1, $2, $3, $4, $5, $6, NULL)",
         )
-        .bind(&key.org_id)
-        .bind(&key.id)
+        .bind(key.org_id.as_str())
+        .bind(key.id.as_str())
         .bind(&key.secret_sha256)
         .bind(&key.description)
         .bind(Timestamp::now().0)
@@ -224,34 +214,34 @@ impl Store {
     }
 
     /// Looks up an API key of an organization.
-    pub async fn get_api_key(&self, org_id: &str, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+    pub async fn get_api_key(&self, org_id: &OrgId, key_id: &ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT org_id, id, secret_sha256, description, expires_at, revoked_at FROM api_keys WHERE org_id = $1 AND id = $2",
         )
-        .bind(org_id)
-        .bind(key_id)
+        .bind(org_id.as_str())
+        .bind(key_id.as_str())
         .fetch_optional(&self.db.read)
         .await?;
-        Ok(row.map(|r| key_from_row(&r)).transpose()?)
+        row.map(|r| key_from_row(&r)).transpose()
     }
 
     /// The API keys of an organization.
-    pub async fn list_api_keys(&self, org_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
+    pub async fn list_api_keys(&self, org_id: &OrgId) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT org_id, id, secret_sha256, description, expires_at, revoked_at FROM api_keys WHERE org_id = $1 ORDER BY created_at, id",
         )
-        .bind(org_id)
+        .bind(org_id.as_str())
         .fetch_all(&self.db.read)
         .await?;
-        Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
+        rows.iter().map(key_from_row).collect()
     }
 
     /// Revokes an API key; returns whether it existed and was live.
-    pub async fn revoke_api_key(&self, org_id: &str, key_id: &str) -> Result<bool, StoreError> {
+    pub async fn revoke_api_key(&self, org_id: &OrgId, key_id: &ApiKeyId) -> Result<bool, StoreError> {
         let done =
             sqlx::query("UPDATE api_keys SET revoked_at = $3 WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL")
-                .bind(org_id)
-                .bind(key_id)
+                .bind(org_id.as_str())
+                .bind(key_id.as_str())
                 .bind(Timestamp::now().0)
                 .execute(&self.db.write)
                 .await?;
@@ -267,18 +257,18 @@ fn already_exists(err: sqlx::Error) -> StoreError {
     }
 }
 
-fn org_from_row(r: &AnyRow) -> Result<Organization, sqlx::Error> {
-    Ok(Organization { id: r.try_get("id")?, name: r.try_get("name")?, created_at: Timestamp(r.try_get("created_at")?) })
+fn org_from_row(r: &AnyRow) -> Result<Organization, StoreError> {
+    Ok(Organization { id: get_id(r, "id")?, name: r.try_get("name")?, created_at: Timestamp(r.try_get("created_at")?) })
 }
 
-fn user_from_row(r: &AnyRow) -> Result<UserRecord, sqlx::Error> {
-    Ok(UserRecord { org_id: r.try_get("org_id")?, id: r.try_get("id")?, name: r.try_get("name")? })
+fn user_from_row(r: &AnyRow) -> Result<UserRecord, StoreError> {
+    Ok(UserRecord { org_id: get_id(r, "org_id")?, id: get_id(r, "id")?, name: r.try_get("name")? })
 }
 
-fn key_from_row(r: &AnyRow) -> Result<ApiKeyRecord, sqlx::Error> {
+fn key_from_row(r: &AnyRow) -> Result<ApiKeyRecord, StoreError> {
     Ok(ApiKeyRecord {
-        org_id: r.try_get("org_id")?,
-        id: r.try_get("id")?,
+        org_id: get_id(r, "org_id")?,
+        id: get_id(r, "id")?,
         secret_sha256: r.try_get("secret_sha256")?,
         description: r.try_get("description")?,
         expires_at: r.try_get::<Option<i64>, _>("expires_at")?.map(Timestamp),

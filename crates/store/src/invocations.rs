@@ -24,9 +24,9 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use toolsmith_domain::time::Timestamp;
-use toolsmith_domain::{InvocationSource, Specifier, Version};
+use toolsmith_domain::{InvocationId, InvocationSource, OrgId, Specifier, ToolId, Version};
 
-use crate::db::{get_bool, placeholders, Dialect};
+use crate::db::{get_bool, get_id, get_optional_id, placeholders, Dialect};
 use crate::tools::{bind_all, Bind, UserRef};
 use crate::{Store, StoreError};
 
@@ -37,12 +37,12 @@ pub(crate) use writer::Recorder;
 /// One invocation to record.
 #[derive(Debug, Clone)]
 pub struct NewInvocation {
-    /// A fresh 24-hex id, chosen by the caller so it can answer before the record is written.
-    pub id: String,
+    /// A fresh id, chosen by the caller so it can answer before the record is written.
+    pub id: InvocationId,
     /// The organization.
-    pub org_id: String,
+    pub org_id: OrgId,
     /// The invoked tool.
-    pub tool_id: String,
+    pub tool_id: ToolId,
     /// The invoked version.
     pub version: Version,
     /// Whether the tool returned (rather than raised).
@@ -76,11 +76,11 @@ pub struct Invocation {
     /// Its position in recording order; what continuation tokens name.
     pub seq: i64,
     /// Its id.
-    pub id: String,
+    pub id: InvocationId,
     /// The organization.
-    pub org_id: String,
+    pub org_id: OrgId,
     /// The invoked tool.
-    pub tool_id: String,
+    pub tool_id: ToolId,
     /// The invoked version.
     pub version: Version,
     /// Whether the tool returned.
@@ -112,9 +112,9 @@ pub struct Invocation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvocationLogs {
     /// The invocation's id.
-    pub id: String,
+    pub id: InvocationId,
     /// The invoked tool.
-    pub tool_id: String,
+    pub tool_id: ToolId,
     /// The kind of its source; `None` for a kind this server does not know (recorded by a newer
     /// one sharing the database), which nobody may read here.
     pub source_type: Option<SourceType>,
@@ -126,7 +126,7 @@ pub struct InvocationLogs {
 #[derive(Debug, Clone)]
 pub struct ToolVersions {
     /// The tool.
-    pub tool_id: String,
+    pub tool_id: ToolId,
     /// Only versions matching this, when set.
     pub versions: Option<Specifier>,
 }
@@ -267,9 +267,9 @@ pub struct InvocationSearch {
 /// A row ready for the writer: JSON serialized, filter columns and index words extracted.
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    org_id: String,
-    id: String,
-    tool_id: String,
+    org_id: OrgId,
+    id: InvocationId,
+    tool_id: ToolId,
     major: i64,
     minor: i64,
     patch: i64,
@@ -284,8 +284,7 @@ pub(crate) struct Prepared {
     source_type: &'static str,
     conversation_id: Option<String>,
     simulation_run_id: Option<String>,
-    caller_org_id: String,
-    caller_user_id: String,
+    caller: UserRef,
     created_at: i64,
     logs: String,
     /// SQLite: the distinct words of output, message, type and trace, space separated.
@@ -329,8 +328,7 @@ impl Prepared {
             conversation_id: row.source.conversation_id().map(clean),
             simulation_run_id: row.source.simulation_run_id().map(clean),
             source_json: serde_json::to_string(&row.source).unwrap_or_else(|_| "{}".into()),
-            caller_org_id: clean(&row.caller.org_id),
-            caller_user_id: clean(&row.caller.user_id),
+            caller: row.caller,
             org_id: row.org_id,
             id: row.id,
             tool_id: row.tool_id,
@@ -372,23 +370,27 @@ impl Store {
     }
 
     /// One invocation of an organization.
-    pub async fn get_invocation(&self, org_id: &str, id: &str) -> Result<Option<Invocation>, StoreError> {
+    pub async fn get_invocation(&self, org_id: &OrgId, id: &InvocationId) -> Result<Option<Invocation>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM invocations i WHERE i.org_id = $1 AND i.id = $2");
-        let row = sqlx::query(&sql).bind(org_id).bind(id).fetch_optional(&self.db.read).await?;
+        let row = sqlx::query(&sql).bind(org_id.as_str()).bind(id.as_str()).fetch_optional(&self.db.read).await?;
         row.as_ref().map(invocation_from_row).transpose()
     }
 
     /// The logs of one invocation of an organization.
-    pub async fn invocation_logs(&self, org_id: &str, id: &str) -> Result<Option<InvocationLogs>, StoreError> {
+    pub async fn invocation_logs(
+        &self,
+        org_id: &OrgId,
+        id: &InvocationId,
+    ) -> Result<Option<InvocationLogs>, StoreError> {
         let row = sqlx::query("SELECT id, tool_id, source_type, logs FROM invocations WHERE org_id = $1 AND id = $2")
-            .bind(org_id)
-            .bind(id)
+            .bind(org_id.as_str())
+            .bind(id.as_str())
             .fetch_optional(&self.db.read)
             .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(InvocationLogs {
-            id: row.try_get("id")?,
-            tool_id: row.try_get("tool_id")?,
+            id: get_id(&row, "id")?,
+            tool_id: get_id(&row, "tool_id")?,
             source_type: SourceType::parse(&row.try_get::<String, _>("source_type")?),
             logs: row.try_get("logs")?,
         }))
@@ -397,7 +399,7 @@ impl Store {
     /// One page of an organization's invocations. [`StoreError::NotFound`] when `after` names
     /// no invocation of the organization, unless it names one that retention deleted and the
     /// order is led by `created_at` (the page then starts where that invocation stood).
-    pub async fn list_invocations(&self, org_id: &str, q: &InvocationQuery) -> Result<InvocationPage, StoreError> {
+    pub async fn list_invocations(&self, org_id: &OrgId, q: &InvocationQuery) -> Result<InvocationPage, StoreError> {
         let limit = q.limit.max(0);
         let mut invocations = Vec::new();
         for part in self.list_parts(org_id, q).await? {
@@ -424,12 +426,12 @@ impl Store {
     /// the rows of the values in between and drop them. Each allowed value in the order's
     /// direction is then a part of its own, filtered to it, which is an index range; the value
     /// the token's row has continues after the token, the following ones from their start.
-    async fn list_parts(&self, org_id: &str, q: &InvocationQuery) -> Result<Vec<InvocationQuery>, StoreError> {
+    async fn list_parts(&self, org_id: &OrgId, q: &InvocationQuery) -> Result<Vec<InvocationQuery>, StoreError> {
         let pinned = pinned_columns(&q.filter);
         let keys: Vec<(&str, bool)> = sort_keys(&q.sort).into_iter().filter(|(c, _)| !pinned.contains(c)).collect();
         let (lead, desc) = keys[0];
         let mut values: Vec<String> = if lead == InvocationSortField::ToolId.column() {
-            q.filter.tools.iter().map(|t| t.tool_id.clone()).collect()
+            q.filter.tools.iter().map(|t| t.tool_id.to_string()).collect()
         } else if lead == InvocationSortField::SourceType.column() {
             let types = q.filter.source_types.as_deref().unwrap_or_default();
             if SourceType::ALL.iter().all(|t| types.contains(t)) {
@@ -467,7 +469,7 @@ impl Store {
             };
             let mut filter = q.filter.clone();
             if lead == InvocationSortField::ToolId.column() {
-                filter.tools.retain(|t| t.tool_id == value);
+                filter.tools.retain(|t| t.tool_id.as_str() == value);
             } else {
                 filter.source_types = SourceType::parse(&value).map(|t| vec![t]);
             }
@@ -481,11 +483,11 @@ impl Store {
     /// organization.
     async fn list_statement(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         q: &InvocationQuery,
         take: i64,
     ) -> Result<Option<(String, Vec<Bind>)>, StoreError> {
-        let mut binds = vec![Bind::Text(org_id.to_owned())];
+        let mut binds = vec![Bind::Text(org_id.to_string())];
         let Some(filter_sql) = self.filter_sql(org_id, &q.filter, &mut binds).await? else {
             return Ok(None);
         };
@@ -537,7 +539,7 @@ impl Store {
 
     /// The organizations that have invocation records, found by skipping through the
     /// `(org_id, …)` index from one organization to the next rather than reading its rows.
-    async fn invocation_orgs(&self) -> Result<Vec<String>, StoreError> {
+    async fn invocation_orgs(&self) -> Result<Vec<OrgId>, StoreError> {
         let rows = sqlx::query(
             "WITH RECURSIVE orgs(org_id) AS ( \
                SELECT (SELECT min(org_id) FROM invocations) \
@@ -548,14 +550,14 @@ impl Store {
         )
         .fetch_all(&self.db.read)
         .await?;
-        rows.iter().map(|r| Ok(r.try_get::<String, _>("org_id")?)).collect()
+        rows.iter().map(|r| get_id(r, "org_id")).collect()
     }
 
     /// One transaction deleting up to `limit` of an organization's records created before
     /// `cutoff`, and noting the highest number deleted (see [`Store::anchor`]).
     async fn delete_org_invocations_before(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         cutoff: Timestamp,
         limit: u64,
     ) -> Result<u64, StoreError> {
@@ -570,7 +572,7 @@ impl Store {
         );
         let mut tx = self.db.write.begin().await?;
         let rows = sqlx::query(&sql)
-            .bind(org_id)
+            .bind(org_id.as_str())
             .bind(cutoff.0)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&mut *tx)
@@ -594,7 +596,7 @@ impl Store {
              WHEN excluded.deleted_through > invocation_retention.deleted_through \
              THEN excluded.deleted_through ELSE invocation_retention.deleted_through END",
         )
-        .bind(org_id)
+        .bind(org_id.as_str())
         .bind(highest)
         .execute(&mut *tx)
         .await?;
@@ -604,7 +606,11 @@ impl Store {
 
     /// The newest invocations (in recording order) whose chosen fields contain every word of
     /// the query. A query without words finds nothing.
-    pub async fn search_invocations(&self, org_id: &str, q: &InvocationSearch) -> Result<Vec<Invocation>, StoreError> {
+    pub async fn search_invocations(
+        &self,
+        org_id: &OrgId,
+        q: &InvocationSearch,
+    ) -> Result<Vec<Invocation>, StoreError> {
         let terms = text::query_terms(&q.query);
         if terms.is_empty() || q.limit <= 0 {
             return Ok(Vec::new());
@@ -628,7 +634,7 @@ impl Store {
                 text::tsquery(&terms, &weights)
             }
         };
-        let mut binds = vec![Bind::Text(org_id.to_owned()), Bind::Text(match_expr)];
+        let mut binds = vec![Bind::Text(org_id.to_string()), Bind::Text(match_expr)];
         let Some(filter_sql) = self.filter_sql(org_id, &q.filter, &mut binds).await? else {
             return Ok(Vec::new());
         };
@@ -773,14 +779,14 @@ impl Store {
     /// filter can match nothing (no visible source type, or no version matching any specifier).
     async fn filter_sql(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         filter: &InvocationFilter,
         binds: &mut Vec<Bind>,
     ) -> Result<Option<String>, StoreError> {
         let mut sql = String::new();
         if !filter.tools.is_empty() {
             let mut clauses = Vec::new();
-            let mut whole: Vec<&str> = Vec::new();
+            let mut whole: Vec<&ToolId> = Vec::new();
             let versions = self.tool_version_numbers(org_id, &filter.tools).await?;
             for tool in &filter.tools {
                 let Some(spec) = &tool.versions else {
@@ -794,7 +800,7 @@ impl Store {
                 if matching.is_empty() {
                     continue;
                 }
-                binds.push(Bind::Text(tool.tool_id.clone()));
+                binds.push(Bind::Text(tool.tool_id.to_string()));
                 let tool_param = binds.len();
                 let mut numbers = Vec::new();
                 for v in matching {
@@ -808,7 +814,7 @@ impl Store {
             }
             if !whole.is_empty() {
                 clauses.push(format!("i.tool_id IN ({})", placeholders(binds.len() + 1, whole.len())));
-                binds.extend(whole.into_iter().map(|t| Bind::Text(t.to_owned())));
+                binds.extend(whole.into_iter().map(|t| Bind::Text(t.to_string())));
             }
             if clauses.is_empty() {
                 return Ok(None);
@@ -850,11 +856,11 @@ impl Store {
     /// The published version numbers of the tools that carry a specifier.
     async fn tool_version_numbers(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         tools: &[ToolVersions],
-    ) -> Result<HashMap<String, Vec<Version>>, StoreError> {
+    ) -> Result<HashMap<ToolId, Vec<Version>>, StoreError> {
         let ids: Vec<&str> = tools.iter().filter(|t| t.versions.is_some()).map(|t| t.tool_id.as_str()).collect();
-        let mut out: HashMap<String, Vec<Version>> = HashMap::new();
+        let mut out: HashMap<ToolId, Vec<Version>> = HashMap::new();
         if ids.is_empty() {
             return Ok(out);
         }
@@ -862,14 +868,14 @@ impl Store {
             "SELECT tool_id, major, minor, patch FROM tool_versions WHERE org_id = $1 AND tool_id IN ({})",
             placeholders(2, ids.len())
         );
-        let mut query = sqlx::query(&sql).bind(org_id);
+        let mut query = sqlx::query(&sql).bind(org_id.as_str());
         for id in ids {
             query = query.bind(id);
         }
         for row in query.fetch_all(&self.db.read).await? {
             let n = |c: &str| -> Result<u64, sqlx::Error> { Ok(row.try_get::<i64, _>(c)?.max(0) as u64) };
             let v = Version { major: n("major")?, minor: n("minor")?, patch: n("patch")? };
-            out.entry(row.try_get("tool_id")?).or_default().push(v);
+            out.entry(get_id(&row, "tool_id")?).or_default().push(v);
         }
         Ok(out)
     }
@@ -882,10 +888,10 @@ impl Store {
     /// record kept, so it stands in as a record older than all, before every row in ascending
     /// order and after every row in descending order. In other orders its place depended on
     /// values that are gone, and the token names nothing.
-    async fn anchor(&self, org_id: &str, seq: i64, keys: &[(&str, bool)]) -> Result<Option<Vec<Bind>>, StoreError> {
+    async fn anchor(&self, org_id: &OrgId, seq: i64, keys: &[(&str, bool)]) -> Result<Option<Vec<Bind>>, StoreError> {
         let columns: Vec<&str> = keys.iter().map(|(c, _)| *c).collect();
         let sql = format!("SELECT {} FROM invocations i WHERE i.seq = $1 AND i.org_id = $2", columns.join(", "));
-        let Some(row) = sqlx::query(&sql).bind(seq).bind(org_id).fetch_optional(&self.db.read).await? else {
+        let Some(row) = sqlx::query(&sql).bind(seq).bind(org_id.as_str()).fetch_optional(&self.db.read).await? else {
             if keys.first().is_some_and(|(c, _)| *c == InvocationSortField::CreatedAt.column())
                 && self.deleted_through(org_id).await? >= seq
             {
@@ -908,9 +914,9 @@ impl Store {
     }
 
     /// The highest record number retention has deleted in the organization; 0 when none.
-    async fn deleted_through(&self, org_id: &str) -> Result<i64, StoreError> {
+    async fn deleted_through(&self, org_id: &OrgId) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT deleted_through FROM invocation_retention WHERE org_id = $1")
-            .bind(org_id)
+            .bind(org_id.as_str())
             .fetch_optional(&self.db.read)
             .await?;
         Ok(match row {
@@ -997,19 +1003,18 @@ fn invocation_from_row(r: &AnyRow) -> Result<Invocation, StoreError> {
     let n = |c: &str| -> Result<u64, StoreError> { Ok(r.try_get::<i64, _>(c)?.max(0) as u64) };
     let trace: Vec<String> = serde_json::from_value(json("exception_stack_trace")?)
         .map_err(|e| StoreError::Corrupt(format!("invocation stack trace: {e}")))?;
-    let id: String = r.try_get("id")?;
+    let id: InvocationId = get_id(r, "id")?;
     let source: InvocationSource = serde_json::from_value(json("source")?)
         .map_err(|e| StoreError::Corrupt(format!("invocation {id}: source: {e}")))?;
-    let caller =
-        match (r.try_get::<Option<String>, _>("caller_org_id")?, r.try_get::<Option<String>, _>("caller_user_id")?) {
-            (Some(org_id), Some(user_id)) => Some(UserRef { org_id, user_id }),
-            _ => None,
-        };
+    let caller = match (get_optional_id(r, "caller_org_id")?, get_optional_id(r, "caller_user_id")?) {
+        (Some(org_id), Some(user_id)) => Some(UserRef { org_id, user_id }),
+        _ => None,
+    };
     Ok(Invocation {
         seq: r.try_get("seq")?,
         id,
-        org_id: r.try_get("org_id")?,
-        tool_id: r.try_get("tool_id")?,
+        org_id: get_id(r, "org_id")?,
+        tool_id: get_id(r, "tool_id")?,
         version: Version { major: n("major")?, minor: n("minor")?, patch: n("patch")? },
         succeeded: get_bool(r, "succeeded")?,
         output: r.try_get("output")?,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 use toolsmith_domain::time::Timestamp;
-use toolsmith_domain::ObjectId;
+use toolsmith_domain::{ObjectId, OrgId, ToolId};
 
 use crate::{Store, StoreError};
 
@@ -20,9 +20,9 @@ use crate::{Store, StoreError};
 /// [`ToolLock::release`] to release it before going on.
 pub struct ToolLock {
     store: Store,
-    org_id: String,
-    tool_id: String,
-    holder: String,
+    org_id: OrgId,
+    tool_id: ToolId,
+    holder: ObjectId,
     released: Arc<AtomicBool>,
 }
 
@@ -35,12 +35,14 @@ impl Store {
     /// died, and are marked failed here.
     pub async fn lock_tool(
         &self,
-        org_id: &str,
-        tool_id: &str,
+        org_id: &OrgId,
+        tool_id: &ToolId,
         operation: &str,
         lease: Duration,
     ) -> Result<Option<ToolLock>, StoreError> {
-        let holder = ObjectId::generate().to_string();
+        // Which attempt took the lock; a fresh id per attempt, so a holder never mistakes
+        // another's row for its own.
+        let holder = ObjectId::generate();
         let now = Timestamp::now();
         let lease_secs = lease.as_secs().max(1) as i64;
         let row = sqlx::query(
@@ -48,16 +50,16 @@ impl Store {
              ON CONFLICT (org_id, tool_id) DO UPDATE SET holder = excluded.holder, operation = excluded.operation, \
              expires_at = excluded.expires_at WHERE tool_operation_locks.expires_at < $6 RETURNING holder",
         )
-        .bind(org_id)
-        .bind(tool_id)
-        .bind(&holder)
+        .bind(org_id.as_str())
+        .bind(tool_id.as_str())
+        .bind(holder.as_str())
         .bind(operation)
         .bind(now.plus_secs(lease_secs).0)
         .bind(now.0)
         .fetch_optional(&self.db.write)
         .await?;
         let acquired = match row {
-            Some(r) => r.try_get::<String, _>("holder")? == holder,
+            Some(r) => r.try_get::<String, _>("holder")? == holder.as_str(),
             None => false,
         };
         if !acquired {
@@ -66,12 +68,12 @@ impl Store {
         let released = Arc::new(AtomicBool::new(false));
         let guard = ToolLock {
             store: self.clone(),
-            org_id: org_id.to_owned(),
-            tool_id: tool_id.to_owned(),
+            org_id: org_id.clone(),
+            tool_id: tool_id.clone(),
             holder: holder.clone(),
             released: released.clone(),
         };
-        spawn_renewal(self.clone(), org_id.to_owned(), tool_id.to_owned(), holder, lease_secs, released);
+        spawn_renewal(self.clone(), org_id.clone(), tool_id.clone(), holder, lease_secs, released);
         match self.fail_builds_of_lost_holder(org_id, tool_id).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(%tool_id, count = n, "failed the builds a dead lock holder left running"),
@@ -83,28 +85,28 @@ impl Store {
 
     async fn renew_tool_lock(
         &self,
-        org_id: &str,
-        tool_id: &str,
-        holder: &str,
+        org_id: &OrgId,
+        tool_id: &ToolId,
+        holder: &ObjectId,
         lease_secs: i64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE tool_operation_locks SET expires_at = $4 WHERE org_id = $1 AND tool_id = $2 AND holder = $3",
         )
-        .bind(org_id)
-        .bind(tool_id)
-        .bind(holder)
+        .bind(org_id.as_str())
+        .bind(tool_id.as_str())
+        .bind(holder.as_str())
         .bind(Timestamp::now().plus_secs(lease_secs).0)
         .execute(&self.db.write)
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
-    async fn release_tool_lock(&self, org_id: &str, tool_id: &str, holder: &str) -> Result<(), StoreError> {
+    async fn release_tool_lock(&self, org_id: &OrgId, tool_id: &ToolId, holder: &ObjectId) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM tool_operation_locks WHERE org_id = $1 AND tool_id = $2 AND holder = $3")
-            .bind(org_id)
-            .bind(tool_id)
-            .bind(holder)
+            .bind(org_id.as_str())
+            .bind(tool_id.as_str())
+            .bind(holder.as_str())
             .execute(&self.db.write)
             .await?;
         Ok(())
@@ -113,9 +115,9 @@ impl Store {
 
 fn spawn_renewal(
     store: Store,
-    org_id: String,
-    tool_id: String,
-    holder: String,
+    org_id: OrgId,
+    tool_id: ToolId,
+    holder: ObjectId,
     lease_secs: i64,
     released: Arc<AtomicBool>,
 ) {

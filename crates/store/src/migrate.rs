@@ -52,24 +52,35 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_invocation_orders_and_retention.sql"),
         postgres: include_str!("../migrations/postgres/0007_invocation_orders_and_retention.sql"),
     },
+    Migration {
+        version: 8,
+        sqlite: include_str!("../migrations/sqlite/0008_version_output_schemas.sql"),
+        postgres: include_str!("../migrations/postgres/0008_version_output_schemas.sql"),
+    },
 ];
 
 /// An arbitrary constant that names toolsmith's migration lock among PostgreSQL advisory locks.
 const MIGRATION_LOCK_KEY: i64 = 0x746f_6f6c_736d;
 
 pub(crate) async fn run(db: &Db) -> Result<(), StoreError> {
+    run_through(db, i64::MAX).await
+}
+
+/// Applies the pending migrations up to and including `last`: the schema a server of that
+/// version leaves behind.
+pub(crate) async fn run_through(db: &Db, last: i64) -> Result<(), StoreError> {
     let mut conn = db.write.acquire().await?;
     if db.dialect == Dialect::Postgres {
         sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK_KEY).execute(&mut *conn).await?;
     }
-    let result = apply_pending(&mut conn, db.dialect).await;
+    let result = apply_pending(&mut conn, db.dialect, last).await;
     if db.dialect == Dialect::Postgres {
         sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK_KEY).execute(&mut *conn).await?;
     }
     result
 }
 
-async fn apply_pending(conn: &mut sqlx::AnyConnection, dialect: Dialect) -> Result<(), StoreError> {
+async fn apply_pending(conn: &mut sqlx::AnyConnection, dialect: Dialect, last: i64) -> Result<(), StoreError> {
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
     )
@@ -80,7 +91,7 @@ async fn apply_pending(conn: &mut sqlx::AnyConnection, dialect: Dialect) -> Resu
         .iter()
         .map(|r| r.try_get::<i64, _>("version"))
         .collect::<Result<_, _>>()?;
-    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+    for m in MIGRATIONS.iter().filter(|m| m.version <= last && !applied.contains(&m.version)) {
         let sql = match dialect {
             Dialect::Sqlite => m.sqlite,
             Dialect::Postgres => m.postgres,

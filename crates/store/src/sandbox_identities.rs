@@ -3,18 +3,19 @@
 //! process of an installation gives an organization the same uids.
 
 use sqlx::Row;
+use toolsmith_domain::OrgId;
 
 use crate::{Store, StoreError};
 
 impl Store {
     /// The sandbox slot of `org_id`, allocated (the lowest unused number from 1) on first use.
-    pub async fn sandbox_slot(&self, org_id: &str) -> Result<u32, StoreError> {
+    pub async fn sandbox_slot(&self, org_id: &OrgId) -> Result<u32, StoreError> {
         // Two processes allocating at once may pick the same number; the unique index refuses
         // the second, which then reads what the first wrote or tries the next number. (`WHERE
         // true` tells SQLite's parser that `ON CONFLICT` belongs to the insert.)
         for _ in 0..16 {
             if let Some(row) = sqlx::query("SELECT slot FROM sandbox_identities WHERE org_id = $1")
-                .bind(org_id)
+                .bind(org_id.as_str())
                 .fetch_optional(&self.db.read)
                 .await?
             {
@@ -25,7 +26,7 @@ impl Store {
                  SELECT $1, COALESCE(MAX(slot), 0) + 1 FROM sandbox_identities WHERE true \
                  ON CONFLICT DO NOTHING RETURNING slot",
             )
-            .bind(org_id)
+            .bind(org_id.as_str())
             .fetch_optional(&self.db.write)
             .await;
             match inserted {

@@ -16,6 +16,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use toolsmith_domain::{OrgId, ToolId};
 
 use crate::StoreError;
 
@@ -97,7 +98,7 @@ impl Keyring {
     }
 
     /// Seals `plaintext` for the variable `name` of tool `tool_id` in `org_id`.
-    pub fn seal(&self, org_id: &str, tool_id: &str, name: &str, plaintext: &[u8]) -> Result<Sealed, StoreError> {
+    pub fn seal(&self, org_id: &OrgId, tool_id: &ToolId, name: &str, plaintext: &[u8]) -> Result<Sealed, StoreError> {
         let key = self.current();
         let cipher = XChaCha20Poly1305::new((&key.key).into());
         let mut nonce = [0u8; NONCE_LEN];
@@ -112,7 +113,7 @@ impl Keyring {
     }
 
     /// Opens a sealed secret; fails if the key is unknown or the data was tampered with or moved.
-    pub fn open(&self, org_id: &str, tool_id: &str, name: &str, sealed: &Sealed) -> Result<Vec<u8>, StoreError> {
+    pub fn open(&self, org_id: &OrgId, tool_id: &ToolId, name: &str, sealed: &Sealed) -> Result<Vec<u8>, StoreError> {
         let key = self
             .keys
             .iter()
@@ -130,7 +131,9 @@ impl Keyring {
     }
 }
 
-fn associated_data(org_id: &str, tool_id: &str, name: &str) -> Vec<u8> {
+/// The bytes each ciphertext is bound to. Values sealed before must keep opening: these bytes
+/// never change for a given organization, tool and name.
+fn associated_data(org_id: &OrgId, tool_id: &ToolId, name: &str) -> Vec<u8> {
     format!("toolsmith/envvar/v1\0{org_id}\0{tool_id}\0{name}").into_bytes()
 }
 
@@ -138,35 +141,53 @@ fn associated_data(org_id: &str, tool_id: &str, name: &str) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn org(slug: &str) -> OrgId {
+        OrgId::parse(slug).unwrap()
+    }
+
+    fn tool(n: u8) -> ToolId {
+        ToolId::parse(&format!("{n:024x}")).unwrap()
+    }
+
     #[test]
     fn round_trip_keeps_every_byte() {
         let ring = Keyring::new(vec![SecretKey::generate()]).unwrap();
         let value = "nul\0byte, émoji 🔑, quote \" and newline\n".as_bytes();
-        let sealed = ring.seal("acme", "t1", "API_KEY", value).unwrap();
+        let sealed = ring.seal(&org("acme"), &tool(1), "API_KEY", value).unwrap();
         assert!(!sealed.bytes.windows(5).any(|w| w == b"emoji"));
-        assert_eq!(ring.open("acme", "t1", "API_KEY", &sealed).unwrap(), value);
+        assert_eq!(ring.open(&org("acme"), &tool(1), "API_KEY", &sealed).unwrap(), value);
     }
 
     #[test]
     fn a_ciphertext_moved_to_another_tool_or_name_does_not_open() {
         let ring = Keyring::new(vec![SecretKey::generate()]).unwrap();
-        let sealed = ring.seal("acme", "t1", "API_KEY", b"s3cret").unwrap();
-        assert!(ring.open("acme", "t2", "API_KEY", &sealed).is_err());
-        assert!(ring.open("other", "t1", "API_KEY", &sealed).is_err());
-        assert!(ring.open("acme", "t1", "OTHER", &sealed).is_err());
+        let sealed = ring.seal(&org("acme"), &tool(1), "API_KEY", b"s3cret").unwrap();
+        assert!(ring.open(&org("acme"), &tool(2), "API_KEY", &sealed).is_err());
+        assert!(ring.open(&org("other"), &tool(1), "API_KEY", &sealed).is_err());
+        assert!(ring.open(&org("acme"), &tool(1), "OTHER", &sealed).is_err());
     }
 
     #[test]
     fn rotated_keyring_opens_old_values_and_seals_with_the_new_key() {
         let old = SecretKey::generate();
         let old_ring = Keyring::new(vec![old.clone()]).unwrap();
-        let sealed = old_ring.seal("acme", "t1", "K", b"v").unwrap();
+        let sealed = old_ring.seal(&org("acme"), &tool(1), "K", b"v").unwrap();
         let new = SecretKey::generate();
         let ring = Keyring::new(vec![new.clone(), old]).unwrap();
-        assert_eq!(ring.open("acme", "t1", "K", &sealed).unwrap(), b"v");
-        assert_eq!(ring.seal("acme", "t1", "K", b"v").unwrap().key_id, new.id());
+        assert_eq!(ring.open(&org("acme"), &tool(1), "K", &sealed).unwrap(), b"v");
+        assert_eq!(ring.seal(&org("acme"), &tool(1), "K", b"v").unwrap().key_id, new.id());
         let unknown = Keyring::new(vec![SecretKey::generate()]).unwrap();
-        assert!(unknown.open("acme", "t1", "K", &sealed).is_err());
+        assert!(unknown.open(&org("acme"), &tool(1), "K", &sealed).is_err());
+    }
+
+    #[test]
+    fn the_bound_bytes_are_those_values_were_sealed_with_so_far() {
+        // Values already stored were sealed with exactly these bytes; were they to change, no
+        // stored secret would open again.
+        assert_eq!(
+            associated_data(&org("acme"), &tool(1), "API_KEY"),
+            [b"toolsmith/envvar/v1\0acme\0".as_slice(), b"000000000000000000000001", b"\0API_KEY"].concat()
+        );
     }
 
     #[test]

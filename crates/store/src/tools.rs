@@ -6,27 +6,34 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, Row};
 use toolsmith_domain::time::Timestamp;
-use toolsmith_domain::{ObjectId, Tag, TagFilter, ToolName};
+use toolsmith_domain::{OrgId, Tag, TagFilter, ToolId, ToolName, UserId};
 
-use crate::db::{get_bool, placeholders, Dialect};
+use crate::db::{get_bool, get_id, placeholders, Dialect};
 use crate::{Store, StoreError};
 
 /// A user as recorded on a tool: the organization they belong to and their id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UserRef {
     /// The user's organization.
-    pub org_id: String,
+    pub org_id: OrgId,
     /// The user's id.
-    pub user_id: String,
+    pub user_id: UserId,
+}
+
+impl UserRef {
+    /// Reads a user recorded in two columns of a row: their organization's and their own id.
+    pub(crate) fn from_row(row: &AnyRow, org_column: &str, user_column: &str) -> Result<UserRef, StoreError> {
+        Ok(UserRef { org_id: get_id(row, org_column)?, user_id: get_id(row, user_column)? })
+    }
 }
 
 /// A tool as stored, with the names of its live environment variables.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tool {
     /// The tool's id.
-    pub id: String,
+    pub id: ToolId,
     /// The organization owning it.
-    pub org_id: String,
+    pub org_id: OrgId,
     /// Its name, unique among the organization's live tools.
     pub name: String,
     /// What the tool does, shown to the LLM.
@@ -53,7 +60,7 @@ pub struct Tool {
 #[derive(Debug, Clone)]
 pub struct NewTool {
     /// The owning organization.
-    pub org_id: String,
+    pub org_id: OrgId,
     /// The validated name.
     pub name: ToolName,
     /// The description.
@@ -77,7 +84,7 @@ pub enum SortField {
 #[derive(Debug, Clone, Default)]
 pub struct ToolQuery {
     /// Only these ids, when not empty.
-    pub ids: Vec<String>,
+    pub ids: Vec<ToolId>,
     /// Only deprecated (true) or live (false) tools, when set.
     pub deprecated: Option<bool>,
     /// Every filter must match.
@@ -106,7 +113,7 @@ impl Store {
     /// Creates a tool; [`StoreError::AlreadyExists`] if a live tool has the same name, decided
     /// by the database's unique index so that concurrent creates cannot both succeed.
     pub async fn create_tool(&self, new: NewTool) -> Result<Tool, StoreError> {
-        let id = ObjectId::generate().to_string();
+        let id = ToolId::generate();
         let now = Timestamp::now();
         let tags_json = tags_to_json(&new.tags);
         let mut tx = self.db.write.begin().await?;
@@ -114,13 +121,13 @@ impl Store {
             "INSERT INTO tools (org_id, id, name, description, deprecated, tags_json, creator_org, creator_user, \
              updated_by_org, updated_by_user, created_at, updated_at) VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $6, $7, $8, $8)",
         )
-        .bind(&new.org_id)
-        .bind(&id)
+        .bind(new.org_id.as_str())
+        .bind(id.as_str())
         .bind(new.name.as_str())
         .bind(&new.description)
         .bind(&tags_json)
-        .bind(&new.creator.org_id)
-        .bind(&new.creator.user_id)
+        .bind(new.creator.org_id.as_str())
+        .bind(new.creator.user_id.as_str())
         .bind(now.0)
         .execute(&mut *tx)
         .await;
@@ -146,9 +153,9 @@ impl Store {
     }
 
     /// Looks up a tool of an organization.
-    pub async fn get_tool(&self, org_id: &str, tool_id: &str) -> Result<Option<Tool>, StoreError> {
+    pub async fn get_tool(&self, org_id: &OrgId, tool_id: &ToolId) -> Result<Option<Tool>, StoreError> {
         let sql = format!("SELECT {TOOL_COLUMNS} FROM tools WHERE org_id = $1 AND id = $2");
-        let row = sqlx::query(&sql).bind(org_id).bind(tool_id).fetch_optional(&self.db.read).await?;
+        let row = sqlx::query(&sql).bind(org_id.as_str()).bind(tool_id.as_str()).fetch_optional(&self.db.read).await?;
         let Some(row) = row else { return Ok(None) };
         let mut tools = vec![tool_from_row(&row)?];
         self.attach_envvar_names(org_id, &mut tools).await?;
@@ -156,12 +163,12 @@ impl Store {
     }
 
     /// One page of an organization's tools.
-    pub async fn list_tools(&self, org_id: &str, q: &ToolQuery) -> Result<ToolPage, StoreError> {
+    pub async fn list_tools(&self, org_id: &OrgId, q: &ToolQuery) -> Result<ToolPage, StoreError> {
         let mut sql = format!("SELECT {TOOL_COLUMNS} FROM tools t WHERE t.org_id = $1");
-        let mut binds: Vec<Bind> = vec![Bind::Text(org_id.to_owned())];
+        let mut binds: Vec<Bind> = vec![Bind::Text(org_id.to_string())];
         if !q.ids.is_empty() {
             sql.push_str(&format!(" AND t.id IN ({})", placeholders(binds.len() + 1, q.ids.len())));
-            binds.extend(q.ids.iter().cloned().map(Bind::Text));
+            binds.extend(q.ids.iter().map(|id| Bind::Text(id.to_string())));
         }
         if let Some(deprecated) = q.deprecated {
             binds.push(Bind::Int(i64::from(deprecated)));
@@ -210,12 +217,12 @@ impl Store {
     }
 
     /// The distinct tag keys used by an organization's tools, sorted.
-    pub async fn tag_keys(&self, org_id: &str) -> Result<Vec<String>, StoreError> {
+    pub async fn tag_keys(&self, org_id: &OrgId) -> Result<Vec<String>, StoreError> {
         let sql = match self.db.dialect {
             Dialect::Postgres => "SELECT DISTINCT key COLLATE \"C\" AS key FROM tool_tags WHERE org_id = $1 ORDER BY 1",
             Dialect::Sqlite => "SELECT DISTINCT key FROM tool_tags WHERE org_id = $1 ORDER BY 1",
         };
-        let rows = sqlx::query(sql).bind(org_id).fetch_all(&self.db.read).await?;
+        let rows = sqlx::query(sql).bind(org_id.as_str()).fetch_all(&self.db.read).await?;
         Ok(rows.iter().map(|r| r.try_get("key")).collect::<Result<_, _>>()?)
     }
 
@@ -223,8 +230,8 @@ impl Store {
     /// organization has no such tool.
     pub async fn modify_tool(
         &self,
-        org_id: &str,
-        tool_id: &str,
+        org_id: &OrgId,
+        tool_id: &ToolId,
         description: Option<&str>,
         tags: Option<&[Tag]>,
         by: &UserRef,
@@ -234,12 +241,12 @@ impl Store {
             "UPDATE tools SET description = COALESCE($3, description), tags_json = COALESCE($4, tags_json), \
              updated_by_org = $5, updated_by_user = $6, updated_at = $7 WHERE org_id = $1 AND id = $2",
         )
-        .bind(org_id)
-        .bind(tool_id)
+        .bind(org_id.as_str())
+        .bind(tool_id.as_str())
         .bind(description)
         .bind(tags.map(tags_to_json))
-        .bind(&by.org_id)
-        .bind(&by.user_id)
+        .bind(by.org_id.as_str())
+        .bind(by.user_id.as_str())
         .bind(Timestamp::now().0)
         .execute(&mut *tx)
         .await?;
@@ -248,8 +255,8 @@ impl Store {
         }
         if let Some(tags) = tags {
             sqlx::query("DELETE FROM tool_tags WHERE org_id = $1 AND tool_id = $2")
-                .bind(org_id)
-                .bind(tool_id)
+                .bind(org_id.as_str())
+                .bind(tool_id.as_str())
                 .execute(&mut *tx)
                 .await?;
             insert_tags(&mut tx, org_id, tool_id, tags).await?;
@@ -260,11 +267,11 @@ impl Store {
 
     /// Deprecates a tool, freeing its name; deprecating it again changes nothing.
     /// [`StoreError::NotFound`] if the organization has no such tool.
-    pub async fn deprecate_tool(&self, org_id: &str, tool_id: &str, by: &UserRef) -> Result<(), StoreError> {
+    pub async fn deprecate_tool(&self, org_id: &OrgId, tool_id: &ToolId, by: &UserRef) -> Result<(), StoreError> {
         let mut tx = self.db.write.begin().await?;
         let exists = sqlx::query("SELECT deprecated FROM tools WHERE org_id = $1 AND id = $2")
-            .bind(org_id)
-            .bind(tool_id)
+            .bind(org_id.as_str())
+            .bind(tool_id.as_str())
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = exists else { return Err(StoreError::NotFound) };
@@ -273,10 +280,10 @@ impl Store {
                 "UPDATE tools SET deprecated = 1, updated_by_org = $3, updated_by_user = $4, updated_at = $5 \
                  WHERE org_id = $1 AND id = $2",
             )
-            .bind(org_id)
-            .bind(tool_id)
-            .bind(&by.org_id)
-            .bind(&by.user_id)
+            .bind(org_id.as_str())
+            .bind(tool_id.as_str())
+            .bind(by.org_id.as_str())
+            .bind(by.user_id.as_str())
             .bind(Timestamp::now().0)
             .execute(&mut *tx)
             .await?;
@@ -286,10 +293,10 @@ impl Store {
             "UPDATE tool_versions SET deprecated = 1, updated_by_org = $3, updated_by_user = $4, updated_at = $5 \
              WHERE org_id = $1 AND tool_id = $2 AND deprecated = 0",
         )
-        .bind(org_id)
-        .bind(tool_id)
-        .bind(&by.org_id)
-        .bind(&by.user_id)
+        .bind(org_id.as_str())
+        .bind(tool_id.as_str())
+        .bind(by.org_id.as_str())
+        .bind(by.user_id.as_str())
         .bind(Timestamp::now().0)
         .execute(&mut *tx)
         .await?;
@@ -297,7 +304,7 @@ impl Store {
         Ok(())
     }
 
-    async fn attach_envvar_names(&self, org_id: &str, tools: &mut [Tool]) -> Result<(), StoreError> {
+    async fn attach_envvar_names(&self, org_id: &OrgId, tools: &mut [Tool]) -> Result<(), StoreError> {
         if tools.is_empty() {
             return Ok(());
         }
@@ -305,14 +312,14 @@ impl Store {
             "SELECT tool_id, name, is_secret FROM envvars WHERE org_id = $1 AND deleted_at IS NULL AND tool_id IN ({}) ORDER BY name",
             placeholders(2, tools.len())
         );
-        let mut query = sqlx::query(&sql).bind(org_id);
+        let mut query = sqlx::query(&sql).bind(org_id.as_str());
         for tool in tools.iter() {
-            query = query.bind(tool.id.clone());
+            query = query.bind(tool.id.as_str());
         }
         let rows = query.fetch_all(&self.db.read).await?;
-        let index: HashMap<String, usize> = tools.iter().enumerate().map(|(i, t)| (t.id.clone(), i)).collect();
+        let index: HashMap<ToolId, usize> = tools.iter().enumerate().map(|(i, t)| (t.id.clone(), i)).collect();
         for row in rows {
-            let tool_id: String = row.try_get("tool_id")?;
+            let tool_id: ToolId = get_id(&row, "tool_id")?;
             let name: String = row.try_get("name")?;
             if let Some(&i) = index.get(&tool_id) {
                 if get_bool(&row, "is_secret")? {
@@ -348,14 +355,14 @@ pub(crate) fn bind_all<'q>(
 
 async fn insert_tags(
     tx: &mut sqlx::Transaction<'_, Any>,
-    org_id: &str,
-    tool_id: &str,
+    org_id: &OrgId,
+    tool_id: &ToolId,
     tags: &[Tag],
 ) -> Result<(), StoreError> {
     for tag in tags {
         sqlx::query("INSERT INTO tool_tags (org_id, tool_id, key, value) VALUES ($1, $2, $3, $4)")
-            .bind(org_id)
-            .bind(tool_id)
+            .bind(org_id.as_str())
+            .bind(tool_id.as_str())
             .bind(&tag.key)
             .bind(tag.value.as_deref())
             .execute(&mut **tx)
@@ -374,16 +381,16 @@ fn tool_from_row(r: &AnyRow) -> Result<Tool, StoreError> {
     let pairs: Vec<(String, Option<String>)> =
         serde_json::from_str(&tags_json).map_err(|e| StoreError::Corrupt(format!("tool tags: {e}")))?;
     Ok(Tool {
-        id: r.try_get("id")?,
-        org_id: r.try_get("org_id")?,
+        id: get_id(r, "id")?,
+        org_id: get_id(r, "org_id")?,
         name: r.try_get("name")?,
         description: r.try_get("description")?,
         deprecated: get_bool(r, "deprecated")?,
         tags: pairs.into_iter().map(|(key, value)| Tag { key, value }).collect(),
         envvars: Vec::new(),
         secret_envvars: Vec::new(),
-        creator: UserRef { org_id: r.try_get("creator_org")?, user_id: r.try_get("creator_user")? },
-        updated_by: UserRef { org_id: r.try_get("updated_by_org")?, user_id: r.try_get("updated_by_user")? },
+        creator: UserRef::from_row(r, "creator_org", "creator_user")?,
+        updated_by: UserRef::from_row(r, "updated_by_org", "updated_by_user")?,
         created_at: Timestamp(r.try_get("created_at")?),
         updated_at: Timestamp(r.try_get("updated_at")?),
     })

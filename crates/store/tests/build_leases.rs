@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use toolsmith_domain::{BuildId, OrgId, ToolId, UserId};
 use toolsmith_store::secrets::{Keyring, SecretKey};
 use toolsmith_store::{BuildState, Store, UserRef};
 
@@ -19,23 +20,30 @@ async fn stores() -> Vec<(Store, String, Keyring, tempfile::TempDir)> {
     vec![(sqlite, sqlite_url, keyring.clone(), dir), (postgres, url, keyring, tempfile::tempdir().unwrap())]
 }
 
-fn admin() -> UserRef {
-    UserRef { org_id: "acme".into(), user_id: "0123456789abcdef01234567".into() }
+fn acme() -> OrgId {
+    OrgId::parse("acme").unwrap()
 }
 
-const TOOL: &str = "0123456789abcdef0123abcd";
+fn admin() -> UserRef {
+    UserRef { org_id: acme(), user_id: UserId::parse("0123456789abcdef01234567").unwrap() }
+}
+
+fn tool() -> ToolId {
+    ToolId::parse("0123456789abcdef0123abcd").unwrap()
+}
 
 /// A server process that takes the tool's lock with a one-second lease, starts a publish build
 /// under it and dies: its runtime (with the renewal task) is torn down, nothing is released and
 /// the build record stays "running".
-fn die_while_building(url: &str, keyring: Keyring) -> String {
+fn die_while_building(url: &str, keyring: Keyring) -> BuildId {
     let url = url.to_owned();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let build = rt.block_on(async {
             let store = Store::open(&url, keyring).await.unwrap();
-            let lock = store.lock_tool("acme", TOOL, "publish", Duration::from_secs(1)).await.unwrap().expect("free");
-            let build = store.start_build("acme", Some(TOOL), "publish", &admin()).await.unwrap();
+            let lock =
+                store.lock_tool(&acme(), &tool(), "publish", Duration::from_secs(1)).await.unwrap().expect("free");
+            let build = store.start_build(&acme(), Some(&tool()), "publish", &admin()).await.unwrap();
             std::mem::forget(lock);
             build
         });
@@ -46,32 +54,32 @@ fn die_while_building(url: &str, keyring: Keyring) -> String {
     .unwrap()
 }
 
-async fn state(store: &Store, build: &str) -> (BuildState, String) {
-    let record = store.get_build("acme", build).await.unwrap().unwrap();
+async fn state(store: &Store, build: &BuildId) -> (BuildState, String) {
+    let record = store.get_build(&acme(), build).await.unwrap().unwrap();
     (record.state, record.message)
 }
 
 #[tokio::test]
 async fn taking_over_an_expired_lock_fails_the_dead_holders_build() {
     for (store, url, keyring, _dir) in stores().await {
-        store.create_org("acme", "Acme").await.unwrap();
+        store.create_org(&acme(), "Acme").await.unwrap();
         let orphan = die_while_building(&url, keyring.clone());
         assert!(
-            store.lock_tool("acme", TOOL, "publish", Duration::from_secs(30)).await.unwrap().is_none(),
+            store.lock_tool(&acme(), &tool(), "publish", Duration::from_secs(30)).await.unwrap().is_none(),
             "the lease has not run out yet"
         );
         assert_eq!(state(&store, &orphan).await.0, BuildState::Running, "a held lock keeps its build alive");
         tokio::time::sleep(Duration::from_millis(2100)).await;
         let lock =
-            store.lock_tool("acme", TOOL, "publish", Duration::from_secs(30)).await.unwrap().expect("taken over");
+            store.lock_tool(&acme(), &tool(), "publish", Duration::from_secs(30)).await.unwrap().expect("taken over");
         let (state_now, message) = state(&store, &orphan).await;
         assert_eq!(state_now, BuildState::Failed);
         assert!(message.contains("interrupted"), "{message}");
         // The new holder's own build is not touched by anything but its own end.
-        let own = store.start_build("acme", Some(TOOL), "publish", &admin()).await.unwrap();
+        let own = store.start_build(&acme(), Some(&tool()), "publish", &admin()).await.unwrap();
         assert_eq!(store.fail_stale_builds(3600).await.unwrap(), 0, "a build under a live lock is not stale");
         assert_eq!(state(&store, &own).await.0, BuildState::Running);
-        store.finish_build("acme", &own, BuildState::Succeeded, "published 1.0.0", "").await.unwrap();
+        store.finish_build(&acme(), &own, BuildState::Succeeded, "published 1.0.0", "").await.unwrap();
         lock.release().await.unwrap();
         assert_eq!(state(&store, &own).await.0, BuildState::Succeeded);
     }
@@ -80,9 +88,9 @@ async fn taking_over_an_expired_lock_fails_the_dead_holders_build() {
 #[tokio::test]
 async fn the_sweep_fails_builds_whose_lease_ran_out_without_anyone_taking_the_lock() {
     for (store, url, keyring, _dir) in stores().await {
-        store.create_org("acme", "Acme").await.unwrap();
+        store.create_org(&acme(), "Acme").await.unwrap();
         let orphan = die_while_building(&url, keyring.clone());
-        let test_build = store.start_build("acme", None, "test", &admin()).await.unwrap();
+        let test_build = store.start_build(&acme(), None, "test", &admin()).await.unwrap();
         assert_eq!(store.fail_stale_builds(3600).await.unwrap(), 0, "the dead holder's lease still runs");
         tokio::time::sleep(Duration::from_millis(2100)).await;
         assert_eq!(store.fail_stale_builds(3600).await.unwrap(), 1);

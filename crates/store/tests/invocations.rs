@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 use toolsmith_domain::time::Timestamp;
-use toolsmith_domain::{InvocationSource, ObjectId, Specifier, ToolName, Version};
+use toolsmith_domain::{BuildId, InvocationId, InvocationSource, OrgId, Specifier, ToolId, ToolName, UserId, Version};
 use toolsmith_store::secrets::{Keyring, SecretKey};
 use toolsmith_store::{
     Invocation, InvocationFilter, InvocationQuery, InvocationSearch, InvocationSortField, NewInvocation, NewTool,
@@ -29,8 +29,8 @@ async fn backends() -> Vec<Backend> {
     let pg_url = toolsmith_store::testing::fresh_postgres_schema(&base).await.expect("PostgreSQL for the store tests");
     let postgres = Store::open(&pg_url, keyring.clone()).await.unwrap();
     for store in [&sqlite, &postgres] {
-        store.create_org("acme", "Acme").await.unwrap();
-        store.create_org("other", "Other").await.unwrap();
+        store.create_org(&acme(), "Acme").await.unwrap();
+        store.create_org(&other(), "Other").await.unwrap();
     }
     vec![
         Backend { store: sqlite, url: sqlite_url, keyring: keyring.clone(), _dir: dir },
@@ -38,15 +38,28 @@ async fn backends() -> Vec<Backend> {
     ]
 }
 
+fn acme() -> OrgId {
+    OrgId::parse("acme").unwrap()
+}
+
+fn other() -> OrgId {
+    OrgId::parse("other").unwrap()
+}
+
 fn admin() -> UserRef {
-    UserRef { org_id: "acme".into(), user_id: "0123456789abcdef01234567".into() }
+    UserRef { org_id: acme(), user_id: UserId::parse("0123456789abcdef01234567").unwrap() }
+}
+
+/// A tool id that no tool has.
+fn unknown_tool() -> ToolId {
+    ToolId::parse("ffffffffffffffffffffffff").unwrap()
 }
 
 /// Creates a tool with the given published versions; returns its id.
-async fn tool_with_versions(store: &Store, name: &str, versions: &[&str]) -> String {
+async fn tool_with_versions(store: &Store, name: &str, versions: &[&str]) -> ToolId {
     let tool = store
         .create_tool(NewTool {
-            org_id: "acme".into(),
+            org_id: acme(),
             name: ToolName::parse(name).unwrap(),
             description: "d".into(),
             tags: vec![],
@@ -57,12 +70,13 @@ async fn tool_with_versions(store: &Store, name: &str, versions: &[&str]) -> Str
     for v in versions {
         store
             .insert_version(NewVersion {
-                org_id: "acme".into(),
+                org_id: acme(),
                 tool_id: tool.id.clone(),
                 version: Version::parse(v).unwrap(),
                 required_envvars: vec![],
                 required_secret_envvars: vec![],
                 input_schema: json!({"type": "object"}),
+                output_schema: None,
                 takes_context: false,
                 entrypoint: "pkg.tool:run".into(),
                 tool_commit_hash: "a".repeat(40),
@@ -70,7 +84,7 @@ async fn tool_with_versions(store: &Store, name: &str, versions: &[&str]) -> Str
                 project_directory: "pkg".into(),
                 content_digest: "c".repeat(64),
                 environment_key: "d".repeat(64),
-                build_id: ObjectId::generate().to_string(),
+                build_id: BuildId::generate(),
                 creator: admin(),
             })
             .await
@@ -109,15 +123,15 @@ fn direct() -> InvocationSource {
 
 /// The user an agent runtime signs in as.
 fn runtime() -> UserRef {
-    UserRef { org_id: "acme".into(), user_id: "fedcba9876543210fedcba98".into() }
+    UserRef { org_id: acme(), user_id: UserId::parse("fedcba9876543210fedcba98").unwrap() }
 }
 
-fn succeeded(tool_id: &str, version: &str, output: &str, source: InvocationSource, created: i64) -> NewInvocation {
+fn succeeded(tool_id: &ToolId, version: &str, output: &str, source: InvocationSource, created: i64) -> NewInvocation {
     let caller = if source == direct() { admin() } else { runtime() };
     NewInvocation {
-        id: ObjectId::generate().to_string(),
-        org_id: "acme".into(),
-        tool_id: tool_id.into(),
+        id: InvocationId::generate(),
+        org_id: acme(),
+        tool_id: tool_id.clone(),
         version: Version::parse(version).unwrap(),
         succeeded: true,
         output: Some(output.into()),
@@ -134,7 +148,7 @@ fn succeeded(tool_id: &str, version: &str, output: &str, source: InvocationSourc
 }
 
 fn failed(
-    tool_id: &str,
+    tool_id: &ToolId,
     version: &str,
     kind: &str,
     message: &str,
@@ -155,7 +169,7 @@ fn query(filter: InvocationFilter) -> InvocationQuery {
     InvocationQuery { filter, sort: vec![], limit: 1000, after: 0 }
 }
 
-async fn ids(store: &Store, org: &str, q: &InvocationQuery) -> Vec<String> {
+async fn ids(store: &Store, org: &OrgId, q: &InvocationQuery) -> Vec<InvocationId> {
     store.list_invocations(org, q).await.unwrap().invocations.into_iter().map(|i| i.id).collect()
 }
 
@@ -172,7 +186,7 @@ async fn concurrent_callers_are_all_recorded_durably() {
                     let rows: Vec<NewInvocation> = (0..1 + i % 3)
                         .map(|j| succeeded(&tool, "1.0.0", &format!("caller {i} row {j}"), direct(), i))
                         .collect();
-                    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+                    let ids: Vec<InvocationId> = rows.iter().map(|r| r.id.clone()).collect();
                     store.record_invocations(rows).await.unwrap();
                     ids
                 })
@@ -188,11 +202,11 @@ async fn concurrent_callers_are_all_recorded_durably() {
         store.close().await;
         drop(store);
         let reopened = Store::open(&backend.url, backend.keyring.clone()).await.unwrap();
-        let listed: HashSet<String> =
-            ids(&reopened, "acme", &query(InvocationFilter::default())).await.into_iter().collect();
+        let listed: HashSet<InvocationId> =
+            ids(&reopened, &acme(), &query(InvocationFilter::default())).await.into_iter().collect();
         assert_eq!(listed, expected);
         assert!(
-            ids(&reopened, "other", &query(InvocationFilter::default())).await.is_empty(),
+            ids(&reopened, &other(), &query(InvocationFilter::default())).await.is_empty(),
             "scoped by organization"
         );
     }
@@ -215,7 +229,7 @@ async fn records_keep_every_field_and_retries_do_not_duplicate() {
         store.record_invocations(vec![ok.clone(), bad.clone()]).await.unwrap();
         store.record_invocations(vec![ok.clone()]).await.unwrap();
 
-        let got = store.get_invocation("acme", &ok.id).await.unwrap().unwrap();
+        let got = store.get_invocation(&acme(), &ok.id).await.unwrap().unwrap();
         assert_eq!(
             (got.tool_id.as_str(), got.version.to_string(), got.succeeded, got.output.as_deref()),
             (tool.as_str(), "1.2.3".to_owned(), true, Some("{\"temp\": 21}"))
@@ -225,19 +239,19 @@ async fn records_keep_every_field_and_retries_do_not_duplicate() {
         assert_eq!(got.caller, Some(runtime()), "the caller is kept beside the source they attached");
         assert_eq!((got.created_at, got.updated_at), (ok.created_at, ok.created_at));
 
-        let got = store.get_invocation("acme", &bad.id).await.unwrap().unwrap();
+        let got = store.get_invocation(&acme(), &bad.id).await.unwrap().unwrap();
         assert!(!got.succeeded);
         assert_eq!(got.exception_type.as_deref(), Some("ValueError"));
         assert_eq!(got.exception_message.as_deref(), Some("bad city \u{fffd} name"), "NUL cannot be stored as is");
         assert_eq!(got.exception_stack_trace, bad.exception_stack_trace);
         assert_eq!(got.source, bad.source);
 
-        assert_eq!(ids(store, "acme", &query(InvocationFilter::default())).await.len(), 2, "a retried id is skipped");
-        assert!(store.get_invocation("other", &ok.id).await.unwrap().is_none());
+        assert_eq!(ids(store, &acme(), &query(InvocationFilter::default())).await.len(), 2, "a retried id is skipped");
+        assert!(store.get_invocation(&other(), &ok.id).await.unwrap().is_none());
 
-        let logs = store.invocation_logs("acme", &ok.id).await.unwrap().unwrap();
+        let logs = store.invocation_logs(&acme(), &ok.id).await.unwrap().unwrap();
         assert_eq!((logs.logs.as_str(), logs.source_type), ("fetching\n", Some(SourceType::RegularConversation)));
-        assert!(store.invocation_logs("other", &ok.id).await.unwrap().is_none());
+        assert!(store.invocation_logs(&other(), &ok.id).await.unwrap().is_none());
         store.record_invocations(vec![]).await.unwrap();
     }
 }
@@ -256,15 +270,12 @@ async fn filters_select_what_they_name() {
             succeeded(&b, "1.0.0", "b100", direct(), 4),
             failed(&b, "1.0.0", "E", "b100f", &[], regular(c1)),
         ];
-        let id: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let id: Vec<InvocationId> = rows.iter().map(|r| r.id.clone()).collect();
         store.record_invocations(rows).await.unwrap();
-        let pick = |idx: &[usize]| -> Vec<String> { idx.iter().map(|&i| id[i].clone()).collect() };
-        let tools = |list: &[(&str, Option<&str>)]| -> Vec<ToolVersions> {
+        let pick = |idx: &[usize]| -> Vec<InvocationId> { idx.iter().map(|&i| id[i].clone()).collect() };
+        let tools = |list: &[(&ToolId, Option<&str>)]| -> Vec<ToolVersions> {
             list.iter()
-                .map(|(t, s)| ToolVersions {
-                    tool_id: t.to_string(),
-                    versions: s.map(|s| Specifier::parse(s).unwrap()),
-                })
+                .map(|(t, s)| ToolVersions { tool_id: (*t).clone(), versions: s.map(|s| Specifier::parse(s).unwrap()) })
                 .collect()
         };
 
@@ -281,7 +292,7 @@ async fn filters_select_what_they_name() {
                 pick(&[2, 3, 4]),
             ),
             (InvocationFilter { tools: tools(&[(&a, Some(">=3"))]), ..Default::default() }, pick(&[])),
-            (InvocationFilter { tools: tools(&[("ffffffffffffffffffffffff", None)]), ..Default::default() }, pick(&[])),
+            (InvocationFilter { tools: tools(&[(&unknown_tool(), None)]), ..Default::default() }, pick(&[])),
             (
                 InvocationFilter { source_types: Some(vec![SourceType::RegularConversation]), ..Default::default() },
                 pick(&[0, 1, 4]),
@@ -313,19 +324,19 @@ async fn filters_select_what_they_name() {
                 pick(&[4]),
             ),
         ] {
-            let mut got = ids(store, "acme", &query(filter.clone())).await;
+            let mut got = ids(store, &acme(), &query(filter.clone())).await;
             got.sort();
             let mut expected = expected;
             expected.sort();
             assert_eq!(got, expected, "{filter:?}");
         }
-        assert!(ids(store, "other", &query(InvocationFilter::default())).await.is_empty());
+        assert!(ids(store, &other(), &query(InvocationFilter::default())).await.is_empty());
     }
 }
 
 /// The order the listing promises, computed independently: the requested keys, then
 /// `created_at` and recording order, both in the direction of the last requested key.
-fn expected_order(rows: &[Invocation], sort: &[(InvocationSortField, bool)]) -> Vec<String> {
+fn expected_order(rows: &[Invocation], sort: &[(InvocationSortField, bool)]) -> Vec<InvocationId> {
     use std::cmp::Ordering;
     use InvocationSortField::*;
     let trailing_desc = sort.last().is_some_and(|(_, d)| *d);
@@ -384,7 +395,7 @@ async fn tied_rows(store: &Store) -> Vec<Invocation> {
     for chunk in rows.chunks(37) {
         store.record_invocations(chunk.to_vec()).await.unwrap();
     }
-    let all = store.list_invocations("acme", &query(InvocationFilter::default())).await.unwrap();
+    let all = store.list_invocations(&acme(), &query(InvocationFilter::default())).await.unwrap();
     assert_eq!(all.invocations.len(), 300);
     all.invocations
 }
@@ -400,7 +411,7 @@ async fn every_sort_field_orders_both_ways() {
             for desc in [false, true] {
                 let sort = vec![(field, desc)];
                 let q = InvocationQuery { sort: sort.clone(), ..query(InvocationFilter::default()) };
-                assert_eq!(ids(store, "acme", &q).await, expected_order(&rows, &sort), "{sort:?}");
+                assert_eq!(ids(store, &acme(), &q).await, expected_order(&rows, &sort), "{sort:?}");
             }
         }
     }
@@ -426,7 +437,7 @@ async fn pages_neither_lose_nor_repeat_rows() {
             let mut pages = 0;
             loop {
                 let q = InvocationQuery { filter: filter.clone(), sort: sort.clone(), limit: 7, after };
-                let page = store.list_invocations("acme", &q).await.unwrap();
+                let page = store.list_invocations(&acme(), &q).await.unwrap();
                 pages += 1;
                 seen.extend(page.invocations.iter().map(|i| i.id.clone()));
                 assert_eq!(page.has_more, page.next.is_some());
@@ -442,7 +453,7 @@ async fn pages_neither_lose_nor_repeat_rows() {
         // A filtered listing pages the same way.
         let filter =
             InvocationFilter { source_types: Some(vec![toolsmith_store::SourceType::Direct]), ..Default::default() };
-        let expected: Vec<String> = expected_order(&rows, &[(ToolId, true)])
+        let expected: Vec<InvocationId> = expected_order(&rows, &[(ToolId, true)])
             .into_iter()
             .filter(|id| {
                 rows.iter().any(|r| &r.id == id && r.source.source_type() == toolsmith_store::SourceType::Direct)
@@ -452,7 +463,7 @@ async fn pages_neither_lose_nor_repeat_rows() {
         let mut after = 0;
         loop {
             let q = InvocationQuery { filter: filter.clone(), sort: vec![(ToolId, true)], limit: 10, after };
-            let page = store.list_invocations("acme", &q).await.unwrap();
+            let page = store.list_invocations(&acme(), &q).await.unwrap();
             seen.extend(page.invocations.into_iter().map(|i| i.id));
             let Some(next) = page.next else { break };
             after = next;
@@ -461,17 +472,17 @@ async fn pages_neither_lose_nor_repeat_rows() {
 
         // A zero-sized page says whether anything follows, and keeps the position.
         let empty = InvocationQuery { limit: 0, ..query(InvocationFilter::default()) };
-        let first = store.list_invocations("acme", &empty).await.unwrap();
+        let first = store.list_invocations(&acme(), &empty).await.unwrap();
         assert!(first.invocations.is_empty() && first.has_more && first.next == Some(0));
         let last_seq = rows.last().unwrap().seq;
         let end = InvocationQuery { limit: 5, after: last_seq, ..query(InvocationFilter::default()) };
-        let end = store.list_invocations("acme", &end).await.unwrap();
+        let end = store.list_invocations(&acme(), &end).await.unwrap();
         assert!(end.invocations.is_empty() && !end.has_more && end.next.is_none());
 
         // A token names a row of the organization; anything else is refused.
-        for (org, after) in [("acme", 999_999), ("other", rows[0].seq)] {
+        for (org, after) in [(acme(), 999_999), (other(), rows[0].seq)] {
             let q = InvocationQuery { after, ..query(InvocationFilter::default()) };
-            assert!(matches!(store.list_invocations(org, &q).await, Err(StoreError::NotFound)), "{org} {after}");
+            assert!(matches!(store.list_invocations(&org, &q).await, Err(StoreError::NotFound)), "{org} {after}");
         }
     }
 }
@@ -482,12 +493,12 @@ async fn all_pages(
     filter: &InvocationFilter,
     sort: &[(InvocationSortField, bool)],
     limit: i64,
-) -> Vec<String> {
+) -> Vec<InvocationId> {
     let mut seen = Vec::new();
     let mut after = 0;
     loop {
         let q = InvocationQuery { filter: filter.clone(), sort: sort.to_vec(), limit, after };
-        let page = store.list_invocations("acme", &q).await.unwrap();
+        let page = store.list_invocations(&acme(), &q).await.unwrap();
         assert!(page.invocations.len() as i64 <= limit);
         seen.extend(page.invocations.iter().map(|i| i.id.clone()));
         match page.next {
@@ -507,11 +518,11 @@ async fn each_sort_field_pages_both_ways_under_the_common_filters() {
     for backend in backends().await {
         let store = &backend.store;
         let rows = tied_rows(store).await;
-        let mut tools: Vec<String> = rows.iter().map(|r| r.tool_id.clone()).collect();
+        let mut tools: Vec<toolsmith_domain::ToolId> = rows.iter().map(|r| r.tool_id.clone()).collect();
         tools.sort();
         tools.dedup();
-        let tool = |ids: &[&String]| -> Vec<ToolVersions> {
-            ids.iter().map(|id| ToolVersions { tool_id: id.to_string(), versions: None }).collect()
+        let tool = |ids: &[&toolsmith_domain::ToolId]| -> Vec<ToolVersions> {
+            ids.iter().map(|id| ToolVersions { tool_id: (*id).clone(), versions: None }).collect()
         };
         let contract = vec![Kind::RegularConversation, Kind::SimulationConversation];
         let filters: Vec<(InvocationFilter, Keep)> = vec![
@@ -558,15 +569,15 @@ async fn each_sort_field_pages_both_ways_under_the_common_filters() {
             limit: 3,
             after: 0,
         };
-        let first = store.list_invocations("acme", &q).await.unwrap();
+        let first = store.list_invocations(&acme(), &q).await.unwrap();
         let q = InvocationQuery {
             filter: InvocationFilter { tools: tool(&[&tools[2], &tools[1]]), ..Default::default() },
             after: first.next.unwrap(),
             limit: 1000,
             ..q
         };
-        let rest: Vec<String> =
-            store.list_invocations("acme", &q).await.unwrap().invocations.into_iter().map(|i| i.id).collect();
+        let rest: Vec<InvocationId> =
+            store.list_invocations(&acme(), &q).await.unwrap().invocations.into_iter().map(|i| i.id).collect();
         let others: Vec<Invocation> = rows.iter().filter(|r| r.tool_id != tools[0]).cloned().collect();
         assert_eq!(rest, expected_order(&others, &[(ToolId, false)]));
     }
@@ -576,8 +587,8 @@ fn search(text: &str, fields: &[SearchField]) -> InvocationSearch {
     InvocationSearch { query: text.into(), fields: fields.to_vec(), filter: InvocationFilter::default(), limit: 100 }
 }
 
-async fn hits(store: &Store, q: &InvocationSearch) -> Vec<String> {
-    store.search_invocations("acme", q).await.unwrap().into_iter().map(|i| i.id).collect()
+async fn hits(store: &Store, q: &InvocationSearch) -> Vec<InvocationId> {
+    store.search_invocations(&acme(), q).await.unwrap().into_iter().map(|i| i.id).collect()
 }
 
 #[tokio::test]
@@ -600,12 +611,12 @@ async fn search_finds_words_in_the_chosen_fields_newest_first() {
             failed(&u, "1.0.0", "TimeoutError", "Paris lookup exceeded 5s", &["  File \"/srv/lookup.py\""], direct()),
             succeeded(&u, "1.0.0", "paris: rain; TIMEOUT=none", direct(), 4),
         ];
-        let id: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let id: Vec<InvocationId> = rows.iter().map(|r| r.id.clone()).collect();
         for row in rows {
             // One at a time, so that recording order is the order above.
             store.record_invocations(vec![row]).await.unwrap();
         }
-        let pick = |idx: &[usize]| -> Vec<String> { idx.iter().map(|&i| id[i].clone()).collect() };
+        let pick = |idx: &[usize]| -> Vec<InvocationId> { idx.iter().map(|&i| id[i].clone()).collect() };
 
         // Newest recorded first; every word must match; case does not matter.
         assert_eq!(hits(store, &search("paris", &[])).await, pick(&[3, 2, 0]));
@@ -680,12 +691,12 @@ async fn search_finds_words_in_the_chosen_fields_newest_first() {
             ":* paris",
             "",
         ] {
-            let result = store.search_invocations("acme", &search(text, &[])).await;
+            let result = store.search_invocations(&acme(), &search(text, &[])).await;
             assert!(result.is_ok(), "{text:?}: {result:?}");
         }
         assert_eq!(hits(store, &search("\"Paris\" & (rain)", &[])).await, pick(&[3]));
         assert_eq!(hits(store, &search("*:&'(", &[])).await, pick(&[]));
-        assert!(store.search_invocations("other", &search("paris", &[])).await.unwrap().is_empty());
+        assert!(store.search_invocations(&other(), &search("paris", &[])).await.unwrap().is_empty());
     }
 }
 
@@ -722,7 +733,7 @@ async fn newest_hits_are_right_whatever_the_frequency_of_the_words() {
             store.record_invocations(chunk.to_vec()).await.unwrap();
         }
         let everything = InvocationQuery { limit: 5_000, ..query(Default::default()) };
-        let all = store.list_invocations("acme", &everything).await.unwrap().invocations;
+        let all = store.list_invocations(&acme(), &everything).await.unwrap().invocations;
         for (word, limit, succeeded) in [
             ("every", 50, None),
             ("w20", 60, None),
@@ -740,7 +751,7 @@ async fn newest_hits_are_right_whatever_the_frequency_of_the_words() {
                 .filter(|i| succeeded.is_none_or(|s| i.succeeded == s))
                 .collect();
             expected.sort_by_key(|i| std::cmp::Reverse(i.seq));
-            let expected: Vec<String> = expected.into_iter().take(limit).map(|i| i.id.clone()).collect();
+            let expected: Vec<InvocationId> = expected.into_iter().take(limit).map(|i| i.id.clone()).collect();
             let mut q = search(word, &[]);
             q.limit = limit as i64;
             q.filter.succeeded = succeeded;
@@ -749,26 +760,13 @@ async fn newest_hits_are_right_whatever_the_frequency_of_the_words() {
     }
 }
 
-/// The migrations a database had before callers were recorded, per dialect.
-const BEFORE_CALLERS: [(&str, &str); 5] = [
-    (include_str!("../migrations/sqlite/0001_init.sql"), include_str!("../migrations/postgres/0001_init.sql")),
-    (
-        include_str!("../migrations/sqlite/0002_pushed_commits.sql"),
-        include_str!("../migrations/postgres/0002_pushed_commits.sql"),
-    ),
-    (include_str!("../migrations/sqlite/0003_versions.sql"), include_str!("../migrations/postgres/0003_versions.sql")),
-    (
-        include_str!("../migrations/sqlite/0004_invocations.sql"),
-        include_str!("../migrations/postgres/0004_invocations.sql"),
-    ),
-    (
-        include_str!("../migrations/sqlite/0005_sandbox_identities.sql"),
-        include_str!("../migrations/postgres/0005_sandbox_identities.sql"),
-    ),
-];
-
 /// Records an invocation the way a server before callers did: the source as given, no caller.
-async fn record_before_callers(conn: &mut sqlx::AnyConnection, postgres: bool, id: &str, source: &InvocationSource) {
+async fn record_before_callers(
+    conn: &mut sqlx::AnyConnection,
+    postgres: bool,
+    id: &InvocationId,
+    source: &InvocationSource,
+) {
     let sql = format!(
         "INSERT INTO invocations (org_id, id, tool_id, major, minor, patch, succeeded, output, \
          exception_stack_trace, duration_ms, inputs, source, source_type, conversation_id, created_at, \
@@ -778,7 +776,7 @@ async fn record_before_callers(conn: &mut sqlx::AnyConnection, postgres: bool, i
         if postgres { ", '''legacy'':1A ''words'':2A'::tsvector" } else { "" },
     );
     let inserted = sqlx::query(&sql)
-        .bind(id)
+        .bind(id.as_str())
         .bind(serde_json::to_string(source).unwrap())
         .bind(source.source_type().as_str())
         .bind(source.conversation_id())
@@ -791,7 +789,7 @@ async fn record_before_callers(conn: &mut sqlx::AnyConnection, postgres: bool, i
             "INSERT INTO invocations_fts (rowid, output, exception_message, exception_type, exception_stack_trace) \
              SELECT seq, 'legacy words', '', '', '' FROM invocations WHERE id = $1",
         )
-        .bind(id)
+        .bind(id.as_str())
         .execute(&mut *conn)
         .await
         .unwrap();
@@ -803,28 +801,15 @@ async fn invocations_recorded_before_callers_keep_everything_and_direct_ones_gai
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let dir = tempfile::tempdir().unwrap();
-    let base = std::env::var("TOOLSMITH_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let urls = [
-        format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display()),
-        toolsmith_store::testing::fresh_postgres_schema(&base).await.expect("PostgreSQL for the store tests"),
-    ];
+    let urls = toolsmith_store::testing::empty_databases(dir.path()).await.expect("PostgreSQL for the store tests");
     for url in urls {
         let postgres = url.starts_with("postgres");
         let (direct_id, regular_id, dropped_id) =
-            (ObjectId::generate().to_string(), ObjectId::generate().to_string(), ObjectId::generate().to_string());
+            (InvocationId::generate(), InvocationId::generate(), InvocationId::generate());
+        // The schema before callers were recorded (migration 6).
+        toolsmith_store::testing::migrate_through(&url, 5).await.unwrap();
         {
             let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
-            sqlx::raw_sql(
-                "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL); \
-                 INSERT INTO schema_migrations VALUES (1, 0), (2, 0), (3, 0), (4, 0), (5, 0);",
-            )
-            .execute(&mut conn)
-            .await
-            .unwrap();
-            for (sqlite_sql, postgres_sql) in BEFORE_CALLERS {
-                sqlx::raw_sql(if postgres { postgres_sql } else { sqlite_sql }).execute(&mut conn).await.unwrap();
-            }
             sqlx::raw_sql("INSERT INTO organizations (id, name, created_at) VALUES ('acme', 'Acme', 0)")
                 .execute(&mut conn)
                 .await
@@ -833,13 +818,17 @@ async fn invocations_recorded_before_callers_keep_everything_and_direct_ones_gai
             record_before_callers(&mut conn, postgres, &regular_id, &regular("c1c1c1c1c1c1c1c1c1c1c1c1")).await;
             // The newest row is gone; its number must still never be given again.
             record_before_callers(&mut conn, postgres, &dropped_id, &direct()).await;
-            sqlx::query("DELETE FROM invocations WHERE id = $1").bind(&dropped_id).execute(&mut conn).await.unwrap();
+            sqlx::query("DELETE FROM invocations WHERE id = $1")
+                .bind(dropped_id.as_str())
+                .execute(&mut conn)
+                .await
+                .unwrap();
             conn.close().await.unwrap();
         }
 
         let keyring = Keyring::new(vec![SecretKey::generate()]).unwrap();
         let store = Store::open(&url, keyring).await.unwrap();
-        let listed = store.list_invocations("acme", &query(InvocationFilter::default())).await.unwrap().invocations;
+        let listed = store.list_invocations(&acme(), &query(InvocationFilter::default())).await.unwrap().invocations;
         let summary: Vec<(i64, &str, Option<UserRef>, SourceType)> =
             listed.iter().map(|i| (i.seq, i.id.as_str(), i.caller.clone(), i.source.source_type())).collect();
         assert_eq!(
@@ -855,11 +844,11 @@ async fn invocations_recorded_before_callers_keep_everything_and_direct_ones_gai
         assert_eq!(hits(&store, &search("legacy", &[])).await, [regular_id.clone(), direct_id.clone()], "{url}");
         let conversation =
             InvocationFilter { conversation_ids: vec!["c1c1c1c1c1c1c1c1c1c1c1c1".into()], ..Default::default() };
-        assert_eq!(ids(&store, "acme", &query(conversation)).await, vec![regular_id.clone()]);
+        assert_eq!(ids(&store, &acme(), &query(conversation)).await, vec![regular_id.clone()]);
 
-        let new = succeeded("ffffffffffffffffffffffff", "1.0.0", "new", regular("c2c2c2c2c2c2c2c2c2c2c2c2"), 20);
+        let new = succeeded(&unknown_tool(), "1.0.0", "new", regular("c2c2c2c2c2c2c2c2c2c2c2c2"), 20);
         store.record_invocations(vec![new.clone()]).await.unwrap();
-        let got = store.get_invocation("acme", &new.id).await.unwrap().unwrap();
+        let got = store.get_invocation(&acme(), &new.id).await.unwrap().unwrap();
         assert_eq!((got.seq, got.caller), (4, Some(runtime())), "{url}: numbers go on after the highest ever given");
     }
 }
@@ -885,7 +874,7 @@ async fn retention_deletes_old_records_in_batches_and_tokens_survive_it() {
             (0..20).map(|i| at(succeeded(&tool, "2.0.0", "fresh", direct(), 0), now - day + i)).collect();
         let elsewhere: Vec<NewInvocation> = (0..5)
             .map(|i| NewInvocation {
-                org_id: "other".into(),
+                org_id: other(),
                 ..at(succeeded(&tool, "1.0.0", "ancient", direct(), 0), now - 9 * day + i)
             })
             .collect();
@@ -896,10 +885,10 @@ async fn retention_deletes_old_records_in_batches_and_tokens_survive_it() {
             |sort: Vec<(InvocationSortField, bool)>| InvocationQuery { sort, ..query(InvocationFilter::default()) };
         // Tokens naming old rows, taken before they are deleted.
         let page = |sort: Vec<(InvocationSortField, bool)>| InvocationQuery { limit: 5, ..everything(sort) };
-        let ascending = store.list_invocations("acme", &page(vec![])).await.unwrap().next.unwrap();
-        let by_tool = store.list_invocations("acme", &page(vec![(ToolId, false)])).await.unwrap().next.unwrap();
-        let newest = store.list_invocations("acme", &page(vec![(CreatedAt, true)])).await.unwrap().invocations;
-        let all_desc = store.list_invocations("acme", &everything(vec![(CreatedAt, true)])).await.unwrap().invocations;
+        let ascending = store.list_invocations(&acme(), &page(vec![])).await.unwrap().next.unwrap();
+        let by_tool = store.list_invocations(&acme(), &page(vec![(ToolId, false)])).await.unwrap().next.unwrap();
+        let newest = store.list_invocations(&acme(), &page(vec![(CreatedAt, true)])).await.unwrap().invocations;
+        let all_desc = store.list_invocations(&acme(), &everything(vec![(CreatedAt, true)])).await.unwrap().invocations;
         let descending = all_desc[all_desc.len() - 3].seq;
         assert!(newest.iter().all(|i| i.created_at.0 > now - 2 * day));
 
@@ -932,15 +921,15 @@ async fn retention_deletes_old_records_in_batches_and_tokens_survive_it() {
         assert_eq!(store.delete_invocations_before(cutoff, 7).await.unwrap(), 0);
 
         // Nothing old is listed, found, or readable; everything new is.
-        let listed = store.list_invocations("acme", &everything(vec![])).await.unwrap().invocations;
+        let listed = store.list_invocations(&acme(), &everything(vec![])).await.unwrap().invocations;
         assert_eq!(listed.len(), 30);
         assert!(listed.iter().all(|i| i.output.as_deref() == Some("fresh")));
-        assert!(store.list_invocations("other", &everything(vec![])).await.unwrap().invocations.is_empty());
+        assert!(store.list_invocations(&other(), &everything(vec![])).await.unwrap().invocations.is_empty());
         assert!(hits(store, &search("ancient", &[])).await.is_empty());
         assert_eq!(hits(store, &search("fresh", &[])).await.len(), 30);
-        assert!(store.get_invocation("acme", &old[0].id).await.unwrap().is_none());
-        assert!(store.invocation_logs("acme", &old[0].id).await.unwrap().is_none());
-        assert!(store.get_invocation("acme", &new[0].id).await.unwrap().is_some());
+        assert!(store.get_invocation(&acme(), &old[0].id).await.unwrap().is_none());
+        assert!(store.invocation_logs(&acme(), &old[0].id).await.unwrap().is_none());
+        assert!(store.get_invocation(&acme(), &new[0].id).await.unwrap().is_some());
         if backend.url.starts_with("sqlite") {
             use sqlx::{Connection, Row};
             let mut conn = sqlx::AnyConnection::connect(&backend.url).await.unwrap();
@@ -954,17 +943,17 @@ async fn retention_deletes_old_records_in_batches_and_tokens_survive_it() {
         // A token naming a deleted record continues where it stood in orders led by
         // `created_at`: before every kept record ascending, after all of them descending.
         let after = |after: i64, sort: Vec<(InvocationSortField, bool)>| InvocationQuery { after, ..everything(sort) };
-        let from_old = store.list_invocations("acme", &after(ascending, vec![])).await.unwrap();
+        let from_old = store.list_invocations(&acme(), &after(ascending, vec![])).await.unwrap();
         assert_eq!(from_old.invocations, listed);
-        let past_old = store.list_invocations("acme", &after(descending, vec![(CreatedAt, true)])).await.unwrap();
+        let past_old = store.list_invocations(&acme(), &after(descending, vec![(CreatedAt, true)])).await.unwrap();
         assert!(past_old.invocations.is_empty() && !past_old.has_more);
         let by_version = after(ascending, vec![(CreatedAt, false), (Major, true)]);
-        assert_eq!(store.list_invocations("acme", &by_version).await.unwrap().invocations.len(), 30);
+        assert_eq!(store.list_invocations(&acme(), &by_version).await.unwrap().invocations.len(), 30);
         // Elsewhere its place depended on values that are gone.
-        let lost = store.list_invocations("acme", &after(by_tool, vec![(ToolId, false)])).await;
+        let lost = store.list_invocations(&acme(), &after(by_tool, vec![(ToolId, false)])).await;
         assert!(matches!(lost, Err(StoreError::NotFound)), "{lost:?}");
         // A number above every deleted one still names nothing.
-        let unknown = store.list_invocations("acme", &after(999_999, vec![])).await;
+        let unknown = store.list_invocations(&acme(), &after(999_999, vec![])).await;
         assert!(matches!(unknown, Err(StoreError::NotFound)));
     }
 }

@@ -11,7 +11,7 @@
 use serde_json::json;
 use sqlx::Row;
 use toolsmith_domain::time::Timestamp;
-use toolsmith_domain::{InvocationSource, Version};
+use toolsmith_domain::{InvocationId, InvocationSource, OrgId, ToolId, UserId, Version};
 
 use super::{InvocationFilter, InvocationQuery, InvocationSortField, NewInvocation, SourceType as Kind, ToolVersions};
 use crate::db::Dialect;
@@ -21,6 +21,14 @@ use crate::Store;
 
 const TOOLS: [&str; 3] = ["aaaaaaaaaaaaaaaaaaaaaaa1", "aaaaaaaaaaaaaaaaaaaaaaa2", "aaaaaaaaaaaaaaaaaaaaaaa3"];
 const CONVERSATION: &str = "c0c0c0c0c0c0c0c0c0c0c0c0";
+
+fn acme() -> OrgId {
+    OrgId::parse("acme").unwrap()
+}
+
+fn tool(i: usize) -> ToolId {
+    ToolId::parse(TOOLS[i]).unwrap()
+}
 
 /// A SQLite store (in the returned directory) and a PostgreSQL one, holding the same rows.
 async fn stores() -> (Vec<Store>, tempfile::TempDir) {
@@ -47,9 +55,9 @@ async fn stores() -> (Vec<Store>, tempfile::TempDir) {
                 })
                 .unwrap();
                 NewInvocation {
-                    id: format!("{n:024x}"),
-                    org_id: "acme".into(),
-                    tool_id: TOOLS[(n % 3) as usize].into(),
+                    id: InvocationId::parse(&format!("{n:024x}")).unwrap(),
+                    org_id: acme(),
+                    tool_id: tool((n % 3) as usize),
                     version: Version { major: (n % 4) as u64, minor: (n % 5) as u64, patch: (n % 2) as u64 },
                     succeeded: n % 7 != 0,
                     output: Some("ok".into()),
@@ -59,7 +67,7 @@ async fn stores() -> (Vec<Store>, tempfile::TempDir) {
                     duration_ms: 1,
                     inputs: json!({}),
                     source,
-                    caller: UserRef { org_id: "acme".into(), user_id: "u".into() },
+                    caller: UserRef { org_id: acme(), user_id: UserId::parse("0123456789abcdef01234567").unwrap() },
                     logs: String::new(),
                     created_at: Timestamp(n * 13 % 50),
                 }
@@ -73,7 +81,7 @@ async fn stores() -> (Vec<Store>, tempfile::TempDir) {
 /// The plan of each part of a listing page, with whether the part starts after a token.
 async fn plans(store: &Store, q: &InvocationQuery) -> Vec<(bool, Vec<String>)> {
     let mut plans = Vec::new();
-    for part in store.list_parts("acme", q).await.unwrap() {
+    for part in store.list_parts(&acme(), q).await.unwrap() {
         plans.push((part.after > 0, plan(store, &part).await));
     }
     plans
@@ -81,7 +89,7 @@ async fn plans(store: &Store, q: &InvocationQuery) -> Vec<(bool, Vec<String>)> {
 
 /// The plan's lines: SQLite's details, or PostgreSQL's plan with sorting priced out.
 async fn plan(store: &Store, q: &InvocationQuery) -> Vec<String> {
-    let (sql, binds) = store.list_statement("acme", q, 101).await.unwrap().expect("a filter that can match");
+    let (sql, binds) = store.list_statement(&acme(), q, 101).await.unwrap().expect("a filter that can match");
     match store.db.dialect {
         Dialect::Sqlite => {
             let explain = format!("EXPLAIN QUERY PLAN {sql}");
@@ -114,7 +122,7 @@ fn name(field: InvocationSortField) -> &'static str {
 async fn every_sort_is_an_index_walk_on_both_databases() {
     use InvocationSortField::*;
     let contract = Some(vec![Kind::RegularConversation, Kind::SimulationConversation]);
-    let one_tool = vec![ToolVersions { tool_id: TOOLS[1].into(), versions: None }];
+    let one_tool = vec![ToolVersions { tool_id: tool(1), versions: None }];
     let filters: Vec<(&str, InvocationFilter)> = vec![
         ("none", InvocationFilter::default()),
         ("the contract's source types", InvocationFilter { source_types: contract.clone(), ..Default::default() }),
@@ -127,7 +135,7 @@ async fn every_sort_is_an_index_walk_on_both_databases() {
     let (stores, _dir) = stores().await;
     for store in stores {
         let half = InvocationQuery { filter: InvocationFilter::default(), sort: vec![], limit: 150, after: 0 };
-        let middle = store.list_invocations("acme", &half).await.unwrap().invocations.last().unwrap().seq;
+        let middle = store.list_invocations(&acme(), &half).await.unwrap().invocations.last().unwrap().seq;
         for field in [CreatedAt, Major, Minor, Patch, ToolId, SourceType, Succeeded] {
             for desc in [false, true] {
                 for (filter_name, filter) in &filters {
@@ -184,7 +192,7 @@ async fn every_sort_is_an_index_walk_on_both_databases() {
         }
         let conversation = InvocationFilter {
             conversation_ids: vec![CONVERSATION.into()],
-            tools: vec![ToolVersions { tool_id: TOOLS[1].into(), versions: None }],
+            tools: vec![ToolVersions { tool_id: tool(1), versions: None }],
             succeeded: Some(true),
             source_types: contract.clone(),
             ..Default::default()
