@@ -4,8 +4,8 @@
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use toolsmith_domain::{ObjectId, OrgId, Role};
-use toolsmith_store::Store;
+use toolsmith_domain::{ApiKeyId, OrgId, Role, UserId};
+use toolsmith_store::{Store, UserRef};
 
 use crate::bootstrap;
 use crate::config::StorageArgs;
@@ -16,7 +16,7 @@ pub enum AdminAction {
     /// Create an organization with an admin user; prints the user id.
     CreateOrg {
         /// The organization id (`^[a-z0-9][a-z0-9-]{0,62}$`).
-        org: String,
+        org: OrgId,
         /// A display name (default: the id).
         #[arg(long)]
         name: Option<String>,
@@ -27,7 +27,7 @@ pub enum AdminAction {
     CreateUser {
         /// The organization.
         #[arg(long)]
-        org: String,
+        org: OrgId,
         /// A display name.
         #[arg(long, default_value = "user")]
         name: String,
@@ -39,19 +39,19 @@ pub enum AdminAction {
     ListUsers {
         /// The organization.
         #[arg(long)]
-        org: String,
+        org: OrgId,
     },
     /// Grant a role in an organization, possibly to a user of another organization.
     Grant {
         /// The organization the role applies to.
         #[arg(long)]
-        org: String,
+        org: OrgId,
         /// The user id.
         #[arg(long)]
-        user: String,
+        user: UserId,
         /// The user's own organization (default: --org).
         #[arg(long)]
-        user_org: Option<String>,
+        user_org: Option<OrgId>,
         /// The role.
         #[arg(long)]
         role: String,
@@ -60,13 +60,13 @@ pub enum AdminAction {
     Revoke {
         /// The organization the role applies to.
         #[arg(long)]
-        org: String,
+        org: OrgId,
         /// The user id.
         #[arg(long)]
-        user: String,
+        user: UserId,
         /// The user's own organization (default: --org).
         #[arg(long)]
-        user_org: Option<String>,
+        user_org: Option<OrgId>,
         /// The role.
         #[arg(long)]
         role: String,
@@ -75,7 +75,7 @@ pub enum AdminAction {
     CreateKey {
         /// The organization.
         #[arg(long)]
-        org: String,
+        org: OrgId,
         /// What the key is for.
         #[arg(long, default_value = "")]
         description: String,
@@ -87,25 +87,25 @@ pub enum AdminAction {
     ListKeys {
         /// The organization.
         #[arg(long)]
-        org: String,
+        org: OrgId,
     },
     /// Revoke an API key.
     RevokeKey {
         /// The organization.
         #[arg(long)]
-        org: String,
+        org: OrgId,
         /// The key id.
         #[arg(long)]
-        id: String,
+        id: ApiKeyId,
     },
     /// Issue a token for a user directly (for scripts and benchmarks).
     Token {
         /// The organization.
         #[arg(long)]
-        org: String,
+        org: OrgId,
         /// The user id.
         #[arg(long)]
-        user: String,
+        user: UserId,
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl_secs: i64,
@@ -126,10 +126,6 @@ pub enum AdminAction {
     },
 }
 
-fn org_arg(org: &str) -> anyhow::Result<OrgId> {
-    OrgId::parse(org).map_err(|e| anyhow::anyhow!("organization id {org:?} {e}"))
-}
-
 fn role_arg(role: &str) -> anyhow::Result<Role> {
     Role::parse(role).with_context(|| {
         let names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
@@ -138,7 +134,7 @@ fn role_arg(role: &str) -> anyhow::Result<Role> {
 }
 
 async fn require_org(store: &Store, org: &OrgId) -> anyhow::Result<()> {
-    if store.get_org(org.as_str()).await?.is_none() {
+    if store.get_org(org).await?.is_none() {
         bail!("organization {org} does not exist");
     }
     Ok(())
@@ -148,12 +144,10 @@ async fn require_org(store: &Store, org: &OrgId) -> anyhow::Result<()> {
 pub async fn run(store: &Store, action: AdminAction, storage: &StorageArgs, token_key: Vec<u8>) -> anyhow::Result<()> {
     match action {
         AdminAction::CreateOrg { org, name } => {
-            let org = org_arg(&org)?;
             let repos = crate::server::open_repos(storage, toolsmith_repo::Limits::default())?;
-            let user =
-                bootstrap::create_org_with_admin(store, &repos, org.as_str(), name.as_deref().unwrap_or(org.as_str()))
-                    .await
-                    .with_context(|| format!("creating organization {org}"))?;
+            let user = bootstrap::create_org_with_admin(store, &repos, &org, name.as_deref().unwrap_or(org.as_str()))
+                .await
+                .with_context(|| format!("creating organization {org}"))?;
             println!("organization {org} created; admin user {user}");
         }
         AdminAction::ListOrgs => {
@@ -162,65 +156,61 @@ pub async fn run(store: &Store, action: AdminAction, storage: &StorageArgs, toke
             }
         }
         AdminAction::CreateUser { org, name, roles } => {
-            let org = org_arg(&org)?;
             require_org(store, &org).await?;
             let roles = roles.iter().map(|r| role_arg(r)).collect::<anyhow::Result<Vec<_>>>()?;
-            let user = ObjectId::generate().to_string();
-            store.create_user(org.as_str(), &user, &name).await?;
+            let user = UserId::generate();
+            store.create_user(&org, &user, &name).await?;
+            let member = UserRef { org_id: org.clone(), user_id: user.clone() };
             for role in roles {
-                store.grant_role(org.as_str(), org.as_str(), &user, role).await?;
+                store.grant_role(&org, &member, role).await?;
             }
             println!("{user}");
         }
         AdminAction::ListUsers { org } => {
-            let org = org_arg(&org)?;
-            for user in store.list_users(org.as_str()).await? {
-                let roles = store.roles_of(org.as_str(), org.as_str(), &user.id).await?;
+            for user in store.list_users(&org).await? {
+                let roles = store.roles_of(&org, &UserRef { org_id: org.clone(), user_id: user.id.clone() }).await?;
                 let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
                 println!("{}\t{}\t{}", user.id, user.name, roles.join(","));
             }
         }
         AdminAction::Grant { org, user, user_org, role } => {
-            let org = org_arg(&org)?;
             require_org(store, &org).await?;
-            let user_org = org_arg(user_org.as_deref().unwrap_or(org.as_str()))?;
-            if store.get_user(user_org.as_str(), &user).await?.is_none() {
+            let user_org = user_org.unwrap_or_else(|| org.clone());
+            if store.get_user(&user_org, &user).await?.is_none() {
                 bail!("user {user} does not exist in organization {user_org}");
             }
-            store.grant_role(org.as_str(), user_org.as_str(), &user, role_arg(&role)?).await?;
+            let member = UserRef { org_id: user_org.clone(), user_id: user.clone() };
+            store.grant_role(&org, &member, role_arg(&role)?).await?;
             println!("granted {role} in {org} to {user_org}/{user}");
         }
         AdminAction::Revoke { org, user, user_org, role } => {
-            let org = org_arg(&org)?;
-            let user_org = org_arg(user_org.as_deref().unwrap_or(org.as_str()))?;
-            let had = store.revoke_role(org.as_str(), user_org.as_str(), &user, role_arg(&role)?).await?;
+            let user_org = user_org.unwrap_or_else(|| org.clone());
+            let member = UserRef { org_id: user_org, user_id: user };
+            let had = store.revoke_role(&org, &member, role_arg(&role)?).await?;
             println!("{}", if had { "revoked" } else { "the user did not have that role" });
         }
         AdminAction::CreateKey { org, description, expires_in_days } => {
-            let org = org_arg(&org)?;
             require_org(store, &org).await?;
-            let (id, secret) = bootstrap::create_api_key(store, org.as_str(), &description, expires_in_days).await?;
+            let (id, secret) = bootstrap::create_api_key(store, &org, &description, expires_in_days).await?;
             println!("API key id: {id}\nAPI key:    {secret}");
         }
         AdminAction::ListKeys { org } => {
-            let org = org_arg(&org)?;
-            for key in store.list_api_keys(org.as_str()).await? {
+            for key in store.list_api_keys(&org).await? {
                 let state = if key.revoked_at.is_some() { "revoked" } else { "live" };
                 let expires = key.expires_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into());
                 println!("{}\t{state}\texpires {expires}\t{}", key.id, key.description);
             }
         }
         AdminAction::RevokeKey { org, id } => {
-            let org = org_arg(&org)?;
-            let revoked = store.revoke_api_key(org.as_str(), &id).await?;
+            let revoked = store.revoke_api_key(&org, &id).await?;
             println!("{}", if revoked { "revoked" } else { "no live key with that id" });
         }
         AdminAction::Token { org, user, ttl_secs } => {
-            let org = org_arg(&org)?;
-            if store.get_user(org.as_str(), &user).await?.is_none() {
+            if store.get_user(&org, &user).await?.is_none() {
                 bail!("user {user} does not exist in organization {org}");
             }
-            let (token, _) = crate::identity::token::TokenSigner::new(token_key).issue(org.as_str(), &user, ttl_secs);
+            let (token, _) =
+                crate::identity::token::TokenSigner::new(token_key).issue(org.as_str(), user.as_str(), ttl_secs);
             println!("{token}");
         }
         AdminAction::RotateSecretKey => {

@@ -267,7 +267,7 @@ impl AppState {
     /// The host identity `org_id`'s sandboxes run as for `purpose`.
     pub async fn sandbox_identity(
         &self,
-        org_id: &str,
+        org_id: &toolsmith_domain::OrgId,
         purpose: toolsmith_runtime::Purpose,
     ) -> Result<toolsmith_runtime::Identity, String> {
         let slot = self.0.store.sandbox_slot(org_id).await.map_err(|e| e.to_string())?;

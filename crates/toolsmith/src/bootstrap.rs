@@ -2,20 +2,20 @@
 //! once with a ready-to-paste sign-in command, so a newcomer can make a first request within a
 //! minute.
 
-use toolsmith_domain::{ObjectId, Role};
+use toolsmith_domain::{ApiKeyId, OrgId, Role, UserId};
 use toolsmith_repo::RepoStore;
-use toolsmith_store::{ApiKeyRecord, Store, StoreError};
+use toolsmith_store::{ApiKeyRecord, Store, StoreError, UserRef};
 
 use crate::identity::api_key;
 
 /// What bootstrap created; the secret is shown once and never stored.
 pub struct Bootstrapped {
     /// The organization.
-    pub org_id: String,
+    pub org_id: OrgId,
     /// The admin user.
-    pub user_id: String,
+    pub user_id: UserId,
     /// The API key id.
-    pub key_id: String,
+    pub key_id: ApiKeyId,
     /// The API key secret.
     pub key_secret: String,
 }
@@ -25,31 +25,31 @@ pub struct Bootstrapped {
 pub async fn create_org_with_admin(
     store: &Store,
     repos: &RepoStore,
-    org_id: &str,
+    org_id: &OrgId,
     name: &str,
-) -> Result<String, StoreError> {
+) -> Result<UserId, StoreError> {
     store.create_org(org_id, name).await?;
-    if let Err(err) = repos.create(org_id).await {
+    if let Err(err) = repos.create(org_id.as_str()).await {
         // The repository is also created on first use, so the organization stays usable.
-        tracing::warn!(org = org_id, error = %err, "could not create the organization's repository yet");
+        tracing::warn!(org = %org_id, error = %err, "could not create the organization's repository yet");
     }
-    let user_id = ObjectId::generate().to_string();
+    let user_id = UserId::generate();
     store.create_user(org_id, &user_id, "admin").await?;
-    store.grant_role(org_id, org_id, &user_id, Role::Admin).await?;
+    store.grant_role(org_id, &UserRef { org_id: org_id.clone(), user_id: user_id.clone() }, Role::Admin).await?;
     Ok(user_id)
 }
 
 /// Creates an API key for an organization and returns (id, secret).
 pub async fn create_api_key(
     store: &Store,
-    org_id: &str,
+    org_id: &OrgId,
     description: &str,
     expires_in_days: Option<i64>,
-) -> Result<(String, String), StoreError> {
+) -> Result<(ApiKeyId, String), StoreError> {
     let key = api_key::generate();
     store
         .create_api_key(&ApiKeyRecord {
-            org_id: org_id.to_owned(),
+            org_id: org_id.clone(),
             id: key.id.clone(),
             secret_sha256: key.secret_sha256,
             description: description.to_owned(),
@@ -65,18 +65,18 @@ pub async fn create_api_key(
 pub async fn bootstrap_if_empty(
     store: &Store,
     repos: &RepoStore,
-    org_id: &str,
+    org_id: &OrgId,
 ) -> Result<Option<Bootstrapped>, StoreError> {
     if !store.list_orgs().await?.is_empty() {
         return Ok(None);
     }
-    let user_id = match create_org_with_admin(store, repos, org_id, org_id).await {
+    let user_id = match create_org_with_admin(store, repos, org_id, org_id.as_str()).await {
         Ok(user_id) => user_id,
         Err(StoreError::AlreadyExists) => return Ok(None),
         Err(e) => return Err(e),
     };
     let (key_id, key_secret) = create_api_key(store, org_id, "created on first start", None).await?;
-    Ok(Some(Bootstrapped { org_id: org_id.to_owned(), user_id, key_id, key_secret }))
+    Ok(Some(Bootstrapped { org_id: org_id.clone(), user_id, key_id, key_secret }))
 }
 
 /// The message printed after bootstrapping, with a sign-in command for `base_url`.

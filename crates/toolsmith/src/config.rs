@@ -138,16 +138,20 @@ pub struct ServeArgs {
     #[arg(long, env = "TOOLSMITH_RATE_LIMITS", value_enum, default_value = "on")]
     pub rate_limits: Switch,
     /// Lifetime of tokens issued by sign-in, in seconds (60 to 2592000).
-    #[arg(long, env = "TOOLSMITH_TOKEN_TTL_SECS", default_value_t = 3600)]
+    #[arg(long, env = "TOOLSMITH_TOKEN_TTL_SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(60..=2_592_000))]
     pub token_ttl_secs: u64,
     /// How long a deleted env var name cannot be inserted again, in seconds.
-    #[arg(long, env = "TOOLSMITH_ENVVAR_TOMBSTONE_SECS", default_value_t = 60)]
+    #[arg(long, env = "TOOLSMITH_ENVVAR_TOMBSTONE_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub envvar_tombstone_secs: u64,
     /// Lease of per-tool operation locks, in seconds (renewed while an operation runs).
-    #[arg(long, env = "TOOLSMITH_LOCK_LEASE_SECS", default_value_t = 60)]
+    #[arg(long, env = "TOOLSMITH_LOCK_LEASE_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(5..=3600))]
     pub lock_lease_secs: u64,
     /// Largest accepted JSON request body, in bytes.
-    #[arg(long, env = "TOOLSMITH_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    #[arg(long, env = "TOOLSMITH_MAX_BODY_BYTES", default_value_t = 1 << 20,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=67_108_864))]
     pub max_body_bytes: usize,
     /// Log line format.
     #[arg(long, env = "TOOLSMITH_LOG_FORMAT", value_enum, default_value = "text")]
@@ -165,10 +169,12 @@ pub struct ServeArgs {
     #[arg(long, env = "TOOLSMITH_UV")]
     pub uv: Option<PathBuf>,
     /// How many live versions a tool may have.
-    #[arg(long, env = "TOOLSMITH_MAX_ACTIVE_VERSIONS", default_value_t = 3)]
+    #[arg(long, env = "TOOLSMITH_MAX_ACTIVE_VERSIONS", default_value_t = 3,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000))]
     pub max_active_versions: usize,
     /// Time limit of each build step, in seconds.
-    #[arg(long, env = "TOOLSMITH_BUILD_STEP_TIMEOUT_SECS", default_value_t = 300)]
+    #[arg(long, env = "TOOLSMITH_BUILD_STEP_TIMEOUT_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(5..=3600))]
     pub build_step_timeout_secs: u64,
     /// Memory of each build step (resolving, installing, testing, inspecting), all its
     /// processes together, in MiB.
@@ -184,19 +190,24 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub build_tmp_mib: u64,
     /// Invocations that may run at once; more are refused with 503 and `Retry-After`.
-    #[arg(long, env = "TOOLSMITH_MAX_CONCURRENT_INVOCATIONS", default_value_t = 64)]
+    #[arg(long, env = "TOOLSMITH_MAX_CONCURRENT_INVOCATIONS", default_value_t = 64,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_concurrent_invocations: usize,
     /// Wall-clock limit of one invocation, in seconds; its processes are killed after it.
-    #[arg(long, env = "TOOLSMITH_INVOKE_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(long, env = "TOOLSMITH_INVOKE_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub invoke_timeout_secs: u64,
     /// CPU seconds one invocation may use.
-    #[arg(long, env = "TOOLSMITH_INVOKE_CPU_SECS", default_value_t = 30)]
+    #[arg(long, env = "TOOLSMITH_INVOKE_CPU_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub invoke_cpu_secs: u64,
     /// Address space of one invocation, in MiB.
-    #[arg(long, env = "TOOLSMITH_INVOKE_MEMORY_MIB", default_value_t = 1024)]
+    #[arg(long, env = "TOOLSMITH_INVOKE_MEMORY_MIB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
     pub invoke_memory_mib: u64,
     /// Processes one version's runtime may have at once (all its running invocations together).
-    #[arg(long, env = "TOOLSMITH_INVOKE_MAX_PROCESSES", default_value_t = 128)]
+    #[arg(long, env = "TOOLSMITH_INVOKE_MAX_PROCESSES", default_value_t = 128,
+          value_parser = clap::value_parser!(u64).range(4..=65_536))]
     pub invoke_max_processes: u64,
     /// Largest file one invocation may write, in MiB.
     #[arg(long, env = "TOOLSMITH_INVOKE_FILE_MIB", default_value_t = 64)]
@@ -231,14 +242,16 @@ pub struct ServeArgs {
     #[arg(long, env = "TOOLSMITH_RUNTIME_IDLE_SECS", default_value_t = 600)]
     pub runtime_idle_secs: u64,
     /// Versions whose runtimes may run at once; the least recently used is stopped first.
-    #[arg(long, env = "TOOLSMITH_MAX_RUNTIMES", default_value_t = 64)]
+    #[arg(long, env = "TOOLSMITH_MAX_RUNTIMES", default_value_t = 64,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_runtimes: usize,
     /// The organization created on first start.
     #[arg(long, env = "TOOLSMITH_BOOTSTRAP_ORG", default_value = "default")]
-    pub bootstrap_org: String,
+    pub bootstrap_org: toolsmith_domain::OrgId,
     /// After SIGTERM or SIGINT, how long running requests (invocations, publishes) may take to
     /// finish before the server exits anyway, in seconds.
-    #[arg(long, env = "TOOLSMITH_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    #[arg(long, env = "TOOLSMITH_SHUTDOWN_GRACE_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_grace_secs: u64,
     /// Free space the data directory's file system must have for `GET /readyz` to answer 200,
     /// in MiB.
@@ -252,49 +265,11 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// Checks every option and turns them into the service's settings; the error says which
-    /// option is wrong and what would be right.
+    /// Turns the options into the service's settings. Ranges are checked where the options are
+    /// parsed (clap's value parsers name the option and the range); what is left to check here is
+    /// what spans several options or needs more than a number.
     pub fn settings(&self) -> Result<Settings, String> {
         self.storage.validate()?;
-        if !(60..=2_592_000).contains(&self.token_ttl_secs) {
-            return Err(format!("--token-ttl-secs must be between 60 and 2592000, got {}", self.token_ttl_secs));
-        }
-        if self.envvar_tombstone_secs > 86_400 {
-            return Err(format!("--envvar-tombstone-secs must be at most 86400, got {}", self.envvar_tombstone_secs));
-        }
-        if !(5..=3600).contains(&self.lock_lease_secs) {
-            return Err(format!("--lock-lease-secs must be between 5 and 3600, got {}", self.lock_lease_secs));
-        }
-        if !(1024..=(64 << 20)).contains(&self.max_body_bytes) {
-            return Err(format!("--max-body-bytes must be between 1024 and 67108864, got {}", self.max_body_bytes));
-        }
-        if toolsmith_domain::OrgId::parse(&self.bootstrap_org).is_err() {
-            return Err(format!(
-                "--bootstrap-org must match ^[a-z0-9][a-z0-9-]{{0,62}}$, got {:?}",
-                self.bootstrap_org
-            ));
-        }
-        if self.max_concurrent_invocations == 0 || self.max_runtimes == 0 {
-            return Err("--max-concurrent-invocations and --max-runtimes must be at least 1".into());
-        }
-        if !(1..=3600).contains(&self.invoke_timeout_secs) || self.invoke_cpu_secs == 0 {
-            return Err("--invoke-timeout-secs must be between 1 and 3600, and --invoke-cpu-secs at least 1".into());
-        }
-        if self.invoke_memory_mib < 64 || self.invoke_max_processes < 4 {
-            return Err("--invoke-memory-mib must be at least 64 and --invoke-max-processes at least 4".into());
-        }
-        if self.max_active_versions == 0 {
-            return Err("--max-active-versions must be at least 1".into());
-        }
-        if !(5..=3600).contains(&self.build_step_timeout_secs) {
-            return Err(format!(
-                "--build-step-timeout-secs must be between 5 and 3600, got {}",
-                self.build_step_timeout_secs
-            ));
-        }
-        if self.shutdown_grace_secs > 3600 {
-            return Err(format!("--shutdown-grace-secs must be at most 3600, got {}", self.shutdown_grace_secs));
-        }
         let egress = Arc::new(
             toolsmith_runtime::EgressPolicy::new(&self.tool_egress_allow)
                 .map_err(|e| format!("--tool-egress-allow: {e}"))?,
@@ -370,9 +345,16 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        assert!(serve(&["--token-ttl-secs", "5"]).settings().unwrap_err().contains("--token-ttl-secs"));
-        assert!(serve(&["--bootstrap-org", "Bad_Org"]).settings().unwrap_err().contains("--bootstrap-org"));
-        assert!(serve(&["--shutdown-grace-secs", "86400"]).settings().unwrap_err().contains("--shutdown-grace-secs"));
+        for (flag, bad) in [
+            ("--token-ttl-secs", "5"),
+            ("--bootstrap-org", "Bad_Org"),
+            ("--shutdown-grace-secs", "86400"),
+            ("--max-body-bytes", "12"),
+            ("--max-concurrent-invocations", "0"),
+        ] {
+            let err = Cli::try_parse_from(["toolsmith", "serve", flag, bad]).map(|_| ()).expect_err("refused").to_string();
+            assert!(err.contains(flag) && err.contains(bad), "{err}");
+        }
         let err = serve(&["--database-url", "mysql://u:pw@h/db"]).settings().unwrap_err();
         assert!(err.contains("postgres://") && !err.contains("pw"), "{err}");
     }

@@ -173,10 +173,11 @@ mod tests {
     fn rotation_puts_the_new_key_first_and_keeps_the_old() {
         let dir = tempfile::tempdir().unwrap();
         let old = load_keyring(dir.path()).unwrap();
-        let sealed = old.seal("o", "t", "N", b"v").unwrap();
+        let (org, tool) = (toolsmith_domain::OrgId::parse("o").unwrap(), toolsmith_domain::ToolId::generate());
+        let sealed = old.seal(&org, &tool, "N", b"v").unwrap();
         let new = prepend_secret_key(dir.path()).unwrap();
         let ring = load_keyring(dir.path()).unwrap();
         assert_eq!(ring.current().id(), new.id());
-        assert_eq!(ring.open("o", "t", "N", &sealed).unwrap(), b"v");
+        assert_eq!(ring.open(&org, &tool, "N", &sealed).unwrap(), b"v");
     }
 }

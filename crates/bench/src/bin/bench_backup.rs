@@ -21,7 +21,7 @@ use anyhow::{bail, Context};
 use serde_json::json;
 use toolsmith_bench::{Samples, Server};
 use toolsmith_domain::time::Timestamp;
-use toolsmith_domain::{EnvVarName, ObjectId, ToolName, Version};
+use toolsmith_domain::{BuildId, EnvVarName, InvocationId, OrgId, ToolName, Version};
 use toolsmith_store::secrets::{Keyring, SecretKey};
 use toolsmith_store::{EnvVarChanges, EnvVarInsert, NewInvocation, NewTool, NewVersion, Store, UserRef};
 
@@ -100,7 +100,7 @@ fn write_environment(data: &Path, org: &str) -> anyhow::Result<String> {
 
 async fn fill(server: &Server, tools: usize, invocations: usize) -> anyhow::Result<()> {
     let data = server.data_dir();
-    let org = server.org.clone();
+    let org = OrgId::parse(&server.org).map_err(|e| anyhow::anyhow!("{e}"))?;
     eprintln!("pushing {tools} projects in {COMMITS} commits …");
     let per_commit = tools.div_ceil(COMMITS);
     for (c, chunk) in (0..tools).collect::<Vec<_>>().chunks(per_commit).enumerate() {
@@ -111,7 +111,7 @@ async fn fill(server: &Server, tools: usize, invocations: usize) -> anyhow::Resu
     let store = Store::open_sqlite_dir(data, keyring_of(data)?).await?;
     let admin = store.list_users(&org).await?.into_iter().next().context("no admin user")?;
     let by = UserRef { org_id: org.clone(), user_id: admin.id.clone() };
-    let environment = write_environment(data, &org)?;
+    let environment = write_environment(data, org.as_str())?;
     eprintln!("creating {tools} tools with env vars, versions and artifacts …");
     let mut ids = Vec::with_capacity(tools);
     for i in 0..tools {
@@ -149,7 +149,8 @@ async fn fill(server: &Server, tools: usize, invocations: usize) -> anyhow::Resu
                 project_directory: format!("tool_{i}"),
                 content_digest: write_artifact(data, i)?,
                 environment_key: environment.clone(),
-                build_id: ObjectId::generate().to_string(),
+                build_id: BuildId::generate(),
+                output_schema: None,
                 creator: by.clone(),
             })
             .await?;
@@ -163,7 +164,7 @@ async fn fill(server: &Server, tools: usize, invocations: usize) -> anyhow::Resu
             .map(|k| {
                 let failed = k % 10 == 9;
                 Ok(NewInvocation {
-                    id: ObjectId::generate().to_string(),
+                    id: InvocationId::generate(),
                     org_id: org.clone(),
                     tool_id: ids[k % ids.len()].clone(),
                     version: Version { major: 1, minor: 0, patch: 0 },

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use toolsmith_bench::Samples;
 use toolsmith_domain::time::Timestamp;
-use toolsmith_domain::{ObjectId, ToolName, Version};
+use toolsmith_domain::{BuildId, InvocationId, OrgId, ToolId, ToolName, Version};
 use toolsmith_store::secrets::{Keyring, SecretKey};
 use toolsmith_store::{
     InvocationFilter, InvocationQuery, InvocationSearch, InvocationSortField, NewInvocation, NewTool, NewVersion,
@@ -31,6 +31,14 @@ use toolsmith_store::{
 };
 
 const ORG: &str = "bench";
+
+/// The benchmark's organization.
+fn org() -> OrgId {
+    OrgId::parse(ORG).expect("a valid slug")
+}
+
+/// The user every benchmark record names.
+const USER: &str = "0123456789abcdef01234567";
 const TOOLS: usize = 20;
 const PRODUCERS: usize = 4;
 const BATCH: usize = 2_000;
@@ -104,7 +112,7 @@ const EXCEPTIONS: [(&str, &str); 12] = [
 ];
 
 struct Fixture {
-    tools: Vec<String>,
+    tools: Vec<ToolId>,
 }
 
 fn make_row(n: u64, rng: &mut Rng, words: &[String], f: &Fixture) -> NewInvocation {
@@ -133,8 +141,8 @@ fn make_row(n: u64, rng: &mut Rng, words: &[String], f: &Fixture) -> NewInvocati
     };
     let rare = if n % RARE_EVERY == 7 { format!(" {RARE_WORD}") } else { String::new() };
     let mut row = NewInvocation {
-        id: ObjectId::generate().to_string(),
-        org_id: ORG.into(),
+        id: InvocationId::generate(),
+        org_id: org(),
         tool_id: tool.clone(),
         version,
         succeeded: true,
@@ -145,7 +153,7 @@ fn make_row(n: u64, rng: &mut Rng, words: &[String], f: &Fixture) -> NewInvocati
         duration_ms: 5 + rng.below(400) as i64,
         inputs: json!({"query": sentence(rng, 3), "limit": rng.below(50)}),
         source: serde_json::from_value(source).expect("a source of the wire's shape"),
-        caller: UserRef { org_id: ORG.into(), user_id: format!("{:024x}", n % 5_000) },
+        caller: UserRef { org_id: org(), user_id: format!("{:024x}", n % 5_000).parse().expect("a user id") },
         logs: format!("calling upstream for {}\n", sentence(rng, 2)),
         created_at: Timestamp(1_760_000_000_000_000 + n as i64 * 3_000),
     };
@@ -176,13 +184,13 @@ fn make_row(n: u64, rng: &mut Rng, words: &[String], f: &Fixture) -> NewInvocati
 }
 
 async fn fill(store: &Store, rows: u64) -> anyhow::Result<(Fixture, f64)> {
-    store.create_org(ORG, "Bench").await?;
-    let admin = UserRef { org_id: ORG.into(), user_id: "0123456789abcdef01234567".into() };
+    store.create_org(&org(), "Bench").await?;
+    let admin = UserRef { org_id: org(), user_id: USER.parse().expect("a user id") };
     let mut tools = Vec::new();
     for i in 0..TOOLS {
         let tool = store
             .create_tool(NewTool {
-                org_id: ORG.into(),
+                org_id: org(),
                 name: ToolName::parse(&format!("tool_{i}")).map_err(|e| anyhow::anyhow!("{e}"))?,
                 description: "A benchmark tool.".into(),
                 tags: vec![],
@@ -192,7 +200,7 @@ async fn fill(store: &Store, rows: u64) -> anyhow::Result<(Fixture, f64)> {
         for major in 1..=3 {
             store
                 .insert_version(NewVersion {
-                    org_id: ORG.into(),
+                    org_id: org(),
                     tool_id: tool.id.clone(),
                     version: Version { major, minor: 0, patch: 0 },
                     required_envvars: vec![],
@@ -205,7 +213,8 @@ async fn fill(store: &Store, rows: u64) -> anyhow::Result<(Fixture, f64)> {
                     project_directory: format!("tool_{i}"),
                     content_digest: "c".repeat(64),
                     environment_key: "d".repeat(64),
-                    build_id: ObjectId::generate().to_string(),
+                    build_id: BuildId::generate(),
+                    output_schema: None,
                     creator: admin.clone(),
                 })
                 .await?;
@@ -275,7 +284,7 @@ where
     Ok((samples, size))
 }
 
-async fn durable_throughput(store: &Store, tool: &str) -> anyhow::Result<f64> {
+async fn durable_throughput(store: &Store, tool: &ToolId) -> anyhow::Result<f64> {
     const CALLERS: usize = 64;
     const DURATION: Duration = Duration::from_secs(5);
     let deadline = Instant::now() + DURATION;
@@ -287,8 +296,8 @@ async fn durable_throughput(store: &Store, tool: &str) -> anyhow::Result<f64> {
                 let mut count = 0u64;
                 while Instant::now() < deadline {
                     let row = NewInvocation {
-                        id: ObjectId::generate().to_string(),
-                        org_id: ORG.into(),
+                        id: InvocationId::generate(),
+                        org_id: org(),
                         tool_id: tool.clone(),
                         version: Version { major: 1, minor: 0, patch: 0 },
                         succeeded: true,
@@ -301,7 +310,7 @@ async fn durable_throughput(store: &Store, tool: &str) -> anyhow::Result<f64> {
                         source: serde_json::from_value(
                             json!({"type": "direct", "user_id": "0123456789abcdef01234567", "user_org_id": ORG}),
                         )?,
-                        caller: UserRef { org_id: ORG.into(), user_id: "0123456789abcdef01234567".into() },
+                        caller: UserRef { org_id: org(), user_id: USER.parse().expect("a user id") },
                         logs: String::new(),
                         created_at: Timestamp::now(),
                     };
@@ -366,7 +375,8 @@ async fn run(label: &str, store: Store, rows: u64) -> anyhow::Result<()> {
     println!("| measurement | rows returned | p50 ms | p99 ms |");
     println!("|---|---|---|---|");
     for (name, q) in &searches {
-        let (mut samples, size) = measure(RUNS, || async { Ok(store.search_invocations(ORG, q).await?.len()) }).await?;
+        let (mut samples, size) =
+            measure(RUNS, || async { Ok(store.search_invocations(&org(), q).await?.len()) }).await?;
         println!(
             "| search: {name} | {size} | {:.2} | {:.2} |",
             samples.percentile_ms(50.0),
@@ -401,14 +411,14 @@ async fn run(label: &str, store: Store, rows: u64) -> anyhow::Result<()> {
         let after = if deep {
             let reversed: Vec<(F, bool)> = sort.iter().map(|(f, d)| (*f, !d)).collect();
             let reversed = if reversed.is_empty() { vec![(F::CreatedAt, true)] } else { reversed };
-            let tail = store.list_invocations(ORG, &page(filter.clone(), reversed, 0)).await?;
+            let tail = store.list_invocations(&org(), &page(filter.clone(), reversed, 0)).await?;
             tail.invocations.last().map_or(0, |i| i.seq)
         } else {
             0
         };
         let q = page(filter, sort, after);
         let (mut samples, size) =
-            measure(runs, || async { Ok(store.list_invocations(ORG, &q).await?.invocations.len()) }).await?;
+            measure(runs, || async { Ok(store.list_invocations(&org(), &q).await?.invocations.len()) }).await?;
         println!("| list: {name} | {size} | {:.2} | {:.2} |", samples.percentile_ms(50.0), samples.percentile_ms(99.0));
     }
 
@@ -448,13 +458,13 @@ async fn run(label: &str, store: Store, rows: u64) -> anyhow::Result<()> {
                             limit: (matching - depth + 1) as i64,
                             after: 0,
                         };
-                        store.list_invocations(ORG, &q).await?.invocations.last().map_or(0, |i| i.seq)
+                        store.list_invocations(&org(), &q).await?.invocations.last().map_or(0, |i| i.seq)
                     } else {
                         0
                     };
                     let q = page(filter.clone(), vec![(field, desc)], after);
                     let (mut samples, size) =
-                        measure(RUNS, || async { Ok(store.list_invocations(ORG, &q).await?.invocations.len()) })
+                        measure(RUNS, || async { Ok(store.list_invocations(&org(), &q).await?.invocations.len()) })
                             .await?;
                     let (p50, p99) = (samples.percentile_ms(50.0), samples.percentile_ms(99.0));
                     let which = if deep { format!("rows {depth}+ of {matching}") } else { "first page".into() };
@@ -490,7 +500,7 @@ async fn count(store: &Store, q: &InvocationQuery) -> anyhow::Result<u64> {
     let mut q = InvocationQuery { limit: 10_000, ..q.clone() };
     let mut n = 0;
     loop {
-        let page = store.list_invocations(ORG, &q).await?;
+        let page = store.list_invocations(&org(), &q).await?;
         n += page.invocations.len() as u64;
         match page.next {
             Some(next) => q.after = next,
@@ -502,7 +512,7 @@ async fn count(store: &Store, q: &InvocationQuery) -> anyhow::Result<u64> {
 /// Deletes every filled record as the server's retention would, while 8 callers keep recording
 /// single rows; prints the rate, how long each transaction held the database, and what the
 /// callers waited meanwhile.
-async fn retention(store: &Store, tool: &str, rows: u64) -> anyhow::Result<()> {
+async fn retention(store: &Store, tool: &ToolId, rows: u64) -> anyhow::Result<()> {
     // Every filled record was created before this; the throughput test's records after it.
     let cutoff = Timestamp(1_760_000_000_000_000 + rows as i64 * 3_000 + 1);
     let deleting = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -514,8 +524,8 @@ async fn retention(store: &Store, tool: &str, rows: u64) -> anyhow::Result<()> {
                 let mut n = 0u64;
                 while deleting.load(Ordering::Relaxed) {
                     let row = NewInvocation {
-                        id: ObjectId::generate().to_string(),
-                        org_id: ORG.into(),
+                        id: InvocationId::generate(),
+                        org_id: org(),
                         tool_id: tool.clone(),
                         version: Version { major: 1, minor: 0, patch: 0 },
                         succeeded: true,
@@ -528,7 +538,7 @@ async fn retention(store: &Store, tool: &str, rows: u64) -> anyhow::Result<()> {
                         source: serde_json::from_value(
                             json!({"type": "direct", "user_id": "0123456789abcdef01234567", "user_org_id": ORG}),
                         )?,
-                        caller: UserRef { org_id: ORG.into(), user_id: "0123456789abcdef01234567".into() },
+                        caller: UserRef { org_id: org(), user_id: USER.parse().expect("a user id") },
                         logs: String::new(),
                         created_at: Timestamp::now(),
                     };

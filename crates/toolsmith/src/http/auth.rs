@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use toolsmith_domain::{OrgId, PermissionSet};
+use toolsmith_domain::{OrgId, PermissionSet, UserId};
 use toolsmith_store::UserRef;
 
 use super::error::ApiError;
@@ -107,11 +107,16 @@ async fn admit(
     let org_not_found = || ApiError::not_found(op.org_not_found);
     let org = path_org(path).ok_or_else(org_not_found)?;
     let org = OrgId::parse(org).map_err(|_| org_not_found())?;
-    let access = state.store().access(org.as_str(), &claims.org, &claims.sub).await?;
+    // A token names its user by ids this server issued; one that does not parse was not.
+    let user = match (OrgId::parse(&claims.org), claims.sub.parse::<UserId>()) {
+        (Ok(org_id), Ok(user_id)) => UserRef { org_id, user_id },
+        _ => return Err(ApiError::unauthorized()),
+    };
+    let access = state.store().access(&org, &user).await?;
     if !access.org_exists {
         return Err(org_not_found());
     }
-    if claims.org == org.as_str() {
+    if user.org_id == org {
         // A deleted user's token stops working at once, not when it expires.
         if !access.user_exists {
             return Err(ApiError::unauthorized());
@@ -131,8 +136,7 @@ async fn admit(
         return Err(err);
     }
 
-    let user = UserRef { org_id: claims.org, user_id: claims.sub };
-    let caller = Caller::new(org.as_str().to_owned(), user, PermissionSet::from_roles(roles));
+    let caller = Caller::new(org, user, PermissionSet::from_roles(roles));
     if let Some(permission) = op.permission {
         caller.require(permission).map_err(ApiError::from_service(op))?;
     }

@@ -46,10 +46,11 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParams {
 }
 
 impl PathParams {
-    /// A 24-hex id parameter; anything else is a 422 naming the parameter.
-    pub fn object_id(&self, name: &str) -> Result<String, ApiError> {
+    /// A 24-hex id parameter of the kind `T` (`ToolId`, `UserId`, …); anything else is a 422
+    /// naming the parameter.
+    pub fn id<T: std::str::FromStr>(&self, name: &str) -> Result<T, ApiError> {
         let raw = self.0.get(name).map(String::as_str).unwrap_or_default();
-        toolsmith_domain::ObjectId::parse(raw).map(|id| id.to_string()).map_err(|_| {
+        raw.parse::<T>().map_err(|_| {
             ApiError::invalid(
                 vec![Loc::from("path"), Loc::from(name)],
                 "string_pattern_mismatch",

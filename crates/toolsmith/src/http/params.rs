@@ -134,20 +134,22 @@ impl Query {
 
     /// A list of 24-hex ids given as repeated `name` keys; duplicates are rejected as the
     /// contract's `uniqueItems` asks.
-    pub fn id_list(&self, name: &str, problems: &mut Problems) -> Vec<String> {
+    pub fn id_list<T: std::str::FromStr>(&self, name: &str, problems: &mut Problems) -> Vec<T> {
         let values = self.all(name);
+        let mut ids = Vec::with_capacity(values.len());
         for (i, v) in values.iter().enumerate() {
-            if toolsmith_domain::ObjectId::parse(v).is_err() {
-                problems.push(
+            match v.parse::<T>() {
+                Ok(id) => ids.push(id),
+                Err(_) => problems.push(
                     vec![Loc::from("query"), Loc::from(name), Loc::from(i)],
                     "string_pattern_mismatch",
                     "String should match pattern '^[a-f0-9]{24}$'",
                     Some(Value::String(v.clone())),
-                );
+                ),
             }
         }
         unique(name, &values, problems);
-        values
+        ids
     }
 
     /// `sort_by` items: `+field` or `-field` (a leading space counts as `+`, because an
@@ -361,7 +363,7 @@ mod tests {
         q.int("limit", 10, 1, Some(20), &mut p);
         q.int("continuation_token", 0, 0, None, &mut p);
         q.sort_by(&[("name", ())], &mut p);
-        q.id_list("id", &mut p);
+        q.id_list::<toolsmith_domain::ToolId>("id", &mut p);
         let kinds: Vec<&str> = p.0.iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(
             kinds,
@@ -426,7 +428,7 @@ mod properties {
                 let _ = q.int(name, 0, min, max, &mut p);
                 let _ = q.count(name, 0, 0, max.map(|m| m as usize), &mut p);
                 let _ = q.opt_bool(name, &mut p);
-                let _ = q.id_list(name, &mut p);
+                let _ = q.id_list::<toolsmith_domain::ToolId>(name, &mut p);
             }
             let _ = q.sort_by(&[("name", 0), ("deprecated", 1)], &mut p);
         }
@@ -464,9 +466,12 @@ mod properties {
             let pairs: Vec<(String, String)> = ids.iter().map(|i| ("id".to_owned(), i.clone())).collect();
             let q = Query::parse(Some(&encode(&pairs)));
             let mut p = Problems::default();
-            let got = q.id_list("id", &mut p);
-            prop_assert_eq!(&got, &ids);
-            let all_valid = ids.iter().all(|i| i.len() == 24 && i.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            let got: Vec<String> =
+                q.id_list::<toolsmith_domain::ToolId>("id", &mut p).iter().map(ToString::to_string).collect();
+            let valid = |i: &String| i.len() == 24 && i.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            let expected: Vec<String> = ids.iter().filter(|i| valid(i)).cloned().collect();
+            prop_assert_eq!(&got, &expected);
+            let all_valid = ids.iter().all(valid);
             let unique = ids.iter().collect::<std::collections::HashSet<_>>().len() == ids.len();
             prop_assert_eq!(p.is_empty(), all_valid && unique);
         }

@@ -13,7 +13,7 @@ pub const SECRET_PREFIX: &str = "tsk_";
 /// A freshly generated key: its id, its secret (shown once) and the secret's hash (stored).
 pub struct NewApiKey {
     /// The key id, sent as `x-api-key-id`.
-    pub id: String,
+    pub id: toolsmith_domain::ApiKeyId,
     /// The secret, sent as `x-api-key`; never stored.
     pub secret: String,
     /// Hex SHA-256 of the secret.
@@ -25,7 +25,7 @@ pub fn generate() -> NewApiKey {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let secret = format!("{SECRET_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
-    NewApiKey { id: toolsmith_domain::ObjectId::generate().to_string(), secret_sha256: hash(&secret), secret }
+    NewApiKey { id: toolsmith_domain::ApiKeyId::generate(), secret_sha256: hash(&secret), secret }
 }
 
 /// The stored form of a secret.

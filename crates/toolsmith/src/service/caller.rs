@@ -1,19 +1,18 @@
 //! Who is asking: the authenticated principal every use case receives.
 
-use toolsmith_domain::{Permission, PermissionSet};
+use toolsmith_domain::{OrgId, Permission, PermissionSet};
 use toolsmith_store::UserRef;
 
 use super::Error;
 
 /// The authenticated caller of a use case, addressing one organization.
 ///
-/// `org_id` is the organization whose resources are addressed; `user.org_id` is the one that
-/// issued the caller's token. They differ when a user of one organization holds a role in
-/// another, which is why the two have different names and types of access.
+/// `org` is the organization whose resources are addressed; `user.org_id` is the one that issued
+/// the caller's token. They differ when a user of one organization holds a role in another.
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// The organization addressed (the `{organization}` of the path).
-    pub org_id: String,
+    pub org: OrgId,
     /// Who is calling: the user and the organization that issued their token.
     pub user: UserRef,
     permissions: PermissionSet,
@@ -21,8 +20,8 @@ pub struct Caller {
 
 impl Caller {
     /// A caller with the permissions its roles in `org_id` give.
-    pub fn new(org_id: String, user: UserRef, permissions: PermissionSet) -> Caller {
-        Caller { org_id, user, permissions }
+    pub fn new(org: OrgId, user: UserRef, permissions: PermissionSet) -> Caller {
+        Caller { org, user, permissions }
     }
 
     /// Whether the caller holds a permission in the addressed organization.

@@ -1,6 +1,6 @@
 //! A tool's environment variables: inserts, updates and deletes applied together or not at all.
 
-use toolsmith_domain::Permission;
+use toolsmith_domain::{Permission, ToolId};
 use toolsmith_store::{EnvVarChanges, StoreError};
 
 use super::{Caller, Error};
@@ -17,10 +17,10 @@ const CONFLICT: &str =
 
 /// Applies the changes; a deleted name stays blocked from being inserted again for the
 /// tombstone period, so that a version still starting never sees it come back with another value.
-pub async fn modify(state: &AppState, caller: &Caller, tool_id: &str, changes: &EnvVarChanges) -> Result<(), Error> {
+pub async fn modify(state: &AppState, caller: &Caller, tool_id: &ToolId, changes: &EnvVarChanges) -> Result<(), Error> {
     caller.require(Permission::ModifyTool)?;
     let tombstone = state.settings().envvar_tombstone.as_secs() as i64;
-    match state.store().modify_envvars(&caller.org_id, tool_id, changes, tombstone, &caller.user).await {
+    match state.store().modify_envvars(&caller.org, tool_id, changes, tombstone, &caller.user).await {
         Ok(()) => Ok(()),
         Err(StoreError::NotFound) => Err(Error::NotFound),
         Err(StoreError::EnvVarsInvalid) => Err(Error::Rejected(INVALID.into())),

@@ -5,7 +5,7 @@
 //! toolsmith's own source types come back only when asked for by type, because clients built
 //! from the contract fail on a page that holds one.
 
-use toolsmith_domain::{Permission, Specifier};
+use toolsmith_domain::{InvocationId, Permission, Specifier, ToolId};
 use toolsmith_store::{
     Invocation, InvocationFilter, InvocationLogs, InvocationPage, InvocationQuery, InvocationSearch,
     InvocationSortField, SearchField, SourceType, StoreError, ToolVersions,
@@ -33,7 +33,7 @@ pub fn visible(caller: &Caller) -> Vec<SourceType> {
 #[derive(Debug, Clone, Default)]
 pub struct Filters {
     /// Only these tools; with the listing's specifiers, only these versions of each.
-    pub tool_ids: Vec<String>,
+    pub tool_ids: Vec<ToolId>,
     /// Only these source types; empty for the contract's own.
     pub source_types: Vec<SourceType>,
     /// Only these conversations.
@@ -92,7 +92,7 @@ pub async fn list(state: &AppState, caller: &Caller, request: Listing) -> Result
     }
     let filter = request.filters.into_store(caller, request.specifiers);
     let query = InvocationQuery { filter, sort: request.sort, limit: request.limit, after: request.after };
-    match state.store().list_invocations(&caller.org_id, &query).await {
+    match state.store().list_invocations(&caller.org, &query).await {
         Ok(page) => Ok(page),
         Err(StoreError::NotFound) => Err(Error::InvalidArgument {
             name: "continuation_token",
@@ -112,13 +112,13 @@ pub async fn search(
     limit: i64,
 ) -> Result<Vec<Invocation>, Error> {
     let search = InvocationSearch { query: text, fields, filter: filters.into_store(caller, Vec::new()), limit };
-    Ok(state.store().search_invocations(&caller.org_id, &search).await?)
+    Ok(state.store().search_invocations(&caller.org, &search).await?)
 }
 
 /// What one invocation printed. One the caller may not read is [`Error::NotFound`], like one that
 /// does not exist.
-pub async fn logs(state: &AppState, caller: &Caller, invocation_id: &str) -> Result<InvocationLogs, Error> {
-    let record = state.store().invocation_logs(&caller.org_id, invocation_id).await?.ok_or(Error::NotFound)?;
+pub async fn logs(state: &AppState, caller: &Caller, invocation_id: &InvocationId) -> Result<InvocationLogs, Error> {
+    let record = state.store().invocation_logs(&caller.org, invocation_id).await?.ok_or(Error::NotFound)?;
     if !record.source_type.is_some_and(|t| visible(caller).contains(&t)) {
         return Err(Error::NotFound);
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 use toolsmith_domain::invocation_source::DirectSource;
 use toolsmith_domain::time::Timestamp;
-use toolsmith_domain::{InvocationSource, ObjectId, Permission, Specifier, Version};
+use toolsmith_domain::{InvocationId, InvocationSource, Permission, Specifier, ToolId, Version};
 use toolsmith_runtime::{mask, Purpose, RunOutcome, StartError, VersionRuntime, Zygote};
 use toolsmith_store::{NewInvocation, ToolVersion};
 
@@ -143,7 +143,7 @@ pub enum Surface {
 #[derive(Debug, Clone)]
 pub struct Invocation {
     /// The tool.
-    pub tool_id: String,
+    pub tool_id: ToolId,
     /// Which of its versions.
     pub version: VersionSelector,
     /// 1 to [`MAX_INPUTS`] inputs, run at once.
@@ -180,7 +180,7 @@ pub struct Invoked {
     /// The result of each input, in input order.
     pub results: Vec<Finished>,
     /// The record of each input, in input order.
-    pub invocation_ids: Vec<String>,
+    pub invocation_ids: Vec<InvocationId>,
 }
 
 /// Invokes a published version with its inputs and records every invocation.
@@ -194,15 +194,15 @@ pub async fn invoke(state: &AppState, caller: &Caller, request: Invocation) -> R
     let store = state.store();
     // Independent reads, run at once: they are most of the server's own time in an invoke.
     let (tool, versions, env) = tokio::join!(
-        store.get_tool(&caller.org_id, &request.tool_id),
-        store.versions_of(&caller.org_id, &request.tool_id),
-        store.envvar_values(&caller.org_id, &request.tool_id),
+        store.get_tool(&caller.org, &request.tool_id),
+        store.versions_of(&caller.org, &request.tool_id),
+        store.envvar_values(&caller.org, &request.tool_id),
     );
     let tool = tool?.filter(|t| !t.deprecated).ok_or(Error::NotFound)?;
     let versions = versions?;
     let version = request.version.pick(&versions).ok_or(Error::NotFound)?;
     let validator = state
-        .validator(&version.id, &version.input_schema)
+        .validator(version.id.as_str(), &version.input_schema)
         .map_err(|e| Error::internal("a stored input schema does not compile", e))?;
     check_inputs(&validator, &request.inputs)?;
 
@@ -212,7 +212,7 @@ pub async fn invoke(state: &AppState, caller: &Caller, request: Invocation) -> R
     let _permits = pool.try_permits(request.inputs.len() as u32).map_err(|_| Error::Busy)?;
     let env = env?;
     let identity = state
-        .sandbox_identity(&caller.org_id, Purpose::Run)
+        .sandbox_identity(&caller.org, Purpose::Run)
         .await
         .map_err(|e| Error::internal("no sandbox identity", e))?;
     let secrets: Vec<String> = env.iter().filter(|e| e.is_secret).map(|e| e.value.clone()).collect();
@@ -228,9 +228,9 @@ pub async fn invoke(state: &AppState, caller: &Caller, request: Invocation) -> R
     };
     let version_label = version.version.to_string();
     let metrics = state.metrics();
-    let (started, init) = pool.zygote_traced(&version.id, &runtime).await;
+    let (started, init) = pool.zygote_traced(version.id.as_str(), &runtime).await;
     if let Some(init) = init {
-        metrics.cold_start(&caller.org_id, &tool.id, &version_label, init);
+        metrics.cold_start(caller.org.as_str(), tool.id.as_str(), &version_label, init);
     }
     let results = match started {
         Ok(zygote) => run_inputs(&zygote, &request.inputs, &secrets).await,
@@ -243,7 +243,7 @@ pub async fn invoke(state: &AppState, caller: &Caller, request: Invocation) -> R
             (false, _) => InvocationEnd::Failed,
         };
         let took = std::time::Duration::from_millis(f.duration_ms.max(0) as u64);
-        metrics.invocation(&caller.org_id, &tool.id, &version_label, end, took);
+        metrics.invocation(caller.org.as_str(), tool.id.as_str(), &version_label, end, took);
     }
 
     let now = Timestamp::now();
@@ -252,8 +252,8 @@ pub async fn invoke(state: &AppState, caller: &Caller, request: Invocation) -> R
         .iter()
         .zip(&results)
         .map(|(input, f)| NewInvocation {
-            id: ObjectId::generate().to_string(),
-            org_id: caller.org_id.clone(),
+            id: InvocationId::generate(),
+            org_id: caller.org.clone(),
             tool_id: tool.id.clone(),
             version: version.version,
             succeeded: f.succeeded,
@@ -278,8 +278,8 @@ pub async fn invoke(state: &AppState, caller: &Caller, request: Invocation) -> R
 fn default_source(caller: &Caller, surface: Surface) -> InvocationSource {
     match surface {
         Surface::Api => InvocationSource::Direct(DirectSource {
-            user_id: caller.user.user_id.clone(),
-            user_org_id: caller.user.org_id.clone(),
+            user_id: caller.user.user_id.to_string(),
+            user_org_id: caller.user.org_id.to_string(),
         }),
     }
 }

@@ -6,7 +6,7 @@ use std::future::Future;
 
 use toolsmith_build::pipeline::{build, BuildInput, BuildOutput, FailureKind};
 use toolsmith_build::{BuildLimits, Identities};
-use toolsmith_domain::{BumpType, Permission, Version};
+use toolsmith_domain::{BuildId, BumpType, OrgId, Permission, ToolId, Version};
 use toolsmith_repo::scaffold;
 use toolsmith_runtime::Purpose;
 use toolsmith_store::{BuildState, NewVersion, StoreError, ToolVersion};
@@ -24,7 +24,7 @@ pub const IN_PROGRESS: &str = "A related operation is in progress.";
 #[derive(Debug, Clone)]
 pub struct Publish {
     /// The tool.
-    pub tool_id: String,
+    pub tool_id: ToolId,
     /// The project directory in the repository.
     pub project_path: String,
     /// Which part of the highest version to increase.
@@ -37,16 +37,16 @@ pub struct Published {
     /// The new version.
     pub version: ToolVersion,
     /// Its build record.
-    pub build_id: String,
+    pub build_id: BuildId,
 }
 
 /// Why a recorded build failed; the build record keeps the whole log.
 #[derive(Debug, Clone)]
 pub struct BuildFailed {
     /// The organization whose build it was.
-    pub org_id: String,
+    pub org_id: OrgId,
     /// The build record.
-    pub build_id: String,
+    pub build_id: BuildId,
     /// Which step failed.
     pub kind: FailureKind,
     /// What went wrong, in a sentence.
@@ -79,13 +79,13 @@ impl From<StoreError> for PublishError {
 pub async fn with_tool_lock<T, E: From<Error> + From<StoreError>>(
     state: &AppState,
     caller: &Caller,
-    tool_id: &str,
+    tool_id: &ToolId,
     operation: &str,
     body: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
     let lock = state
         .store()
-        .lock_tool(&caller.org_id, tool_id, operation, state.settings().lock_lease)
+        .lock_tool(&caller.org, tool_id, operation, state.settings().lock_lease)
         .await?
         .ok_or_else(|| Error::Conflict(IN_PROGRESS.into()))?;
     let result = body.await;
@@ -104,16 +104,15 @@ pub async fn publish(state: &AppState, caller: &Caller, request: Publish) -> Pub
 
 async fn publish_locked(state: &AppState, caller: &Caller, request: Publish) -> PublishResult {
     let store = state.store();
-    let tool =
-        store.get_tool(&caller.org_id, &request.tool_id).await?.filter(|t| !t.deprecated).ok_or(Error::NotFound)?;
+    let tool = store.get_tool(&caller.org, &request.tool_id).await?.filter(|t| !t.deprecated).ok_or(Error::NotFound)?;
     let builder = state.builder().map_err(|why| {
         tracing::error!(reason = why, "publish refused: no build toolchain");
         Error::Unavailable(format!("Publishing is not available on this server: {why}"))
     })?;
     with_tool_lock(state, caller, &request.tool_id, "publish", async {
-        super::repo::ensure_repo(state, &caller.org_id).await?;
-        let commit = state.repos().resolve(&caller.org_id, RELEASE_BRANCH).await.map_err(|_| Error::NotFound)?;
-        let versions = store.versions_of(&caller.org_id, &request.tool_id).await?;
+        super::repo::ensure_repo(state, &caller.org).await?;
+        let commit = state.repos().resolve(caller.org.as_str(), RELEASE_BRANCH).await.map_err(|_| Error::NotFound)?;
+        let versions = store.versions_of(&caller.org, &request.tool_id).await?;
         let cap = state.settings().max_active_versions;
         if versions.iter().filter(|v| !v.deprecated).count() >= cap {
             return Err(Error::Rejected(format!(
@@ -124,7 +123,7 @@ async fn publish_locked(state: &AppState, caller: &Caller, request: Publish) -> 
         if let Some(newest) = versions.iter().max_by_key(|v| (v.created_at, v.lambda_version)) {
             if newest.tool_commit_hash != commit {
                 let older =
-                    super::repo::is_ancestor(state, &caller.org_id, &commit, &newest.tool_commit_hash).await?;
+                    super::repo::is_ancestor(state, &caller.org, &commit, &newest.tool_commit_hash).await?;
                 if older {
                     return Err(Error::Rejected(format!(
                         "Specified commit is older than the last valid commit: {RELEASE_BRANCH} is at {commit}, an ancestor of {} that version {} was published from.",
@@ -155,7 +154,7 @@ async fn publish_locked(state: &AppState, caller: &Caller, request: Publish) -> 
                 "The environment variables required by the tool version do not exist on the tool: {} (secret ones must be secret on the tool).",
                 missing.join(", ")
             );
-            store.finish_build(&caller.org_id, &build_id, BuildState::Failed, &message, &output.log).await?;
+            store.finish_build(&caller.org, &build_id, BuildState::Failed, &message, &output.log).await?;
             return Err(Error::Rejected(message).into());
         }
 
@@ -163,7 +162,7 @@ async fn publish_locked(state: &AppState, caller: &Caller, request: Publish) -> 
         let version = Version::next(highest, request.bump);
         let inserted = store
             .insert_version(NewVersion {
-                org_id: caller.org_id.clone(),
+                org_id: caller.org.clone(),
                 tool_id: request.tool_id.clone(),
                 version,
                 required_envvars: output.spec.envvars.clone(),
@@ -177,6 +176,7 @@ async fn publish_locked(state: &AppState, caller: &Caller, request: Publish) -> 
                 content_digest: output.content_digest.clone(),
                 environment_key: output.env.key.clone(),
                 build_id: build_id.clone(),
+                output_schema: None,
                 creator: caller.user.clone(),
             })
             .await;
@@ -186,7 +186,7 @@ async fn publish_locked(state: &AppState, caller: &Caller, request: Publish) -> 
             Err(e) => return Err(e.into()),
         };
         let summary = format!("published {}", version.version);
-        store.finish_build(&caller.org_id, &build_id, BuildState::Succeeded, &summary, &output.log).await?;
+        store.finish_build(&caller.org, &build_id, BuildState::Succeeded, &summary, &output.log).await?;
         warm_up(state, &version, &output);
         Ok(Published { version, build_id })
     })
@@ -196,7 +196,7 @@ async fn publish_locked(state: &AppState, caller: &Caller, request: Publish) -> 
 /// What one recorded build is for: publishing a version or testing a commit.
 pub(crate) struct BuildJob<'a> {
     /// The tool being published; none for a test.
-    pub tool_id: Option<&'a str>,
+    pub tool_id: Option<&'a ToolId>,
     /// `publish` or `test`, as the build record says.
     pub kind: &'static str,
     /// The commit to build.
@@ -212,10 +212,10 @@ pub(crate) async fn recorded_build(
     builder: &Builder,
     caller: &Caller,
     job: BuildJob<'_>,
-) -> Result<(BuildOutput, String), PublishError> {
+) -> Result<(BuildOutput, BuildId), PublishError> {
     let store = state.store();
     let identity = |purpose| async move {
-        state.sandbox_identity(&caller.org_id, purpose).await.map_err(|e| Error::internal("no sandbox identity", e))
+        state.sandbox_identity(&caller.org, purpose).await.map_err(|e| Error::internal("no sandbox identity", e))
     };
     // uv works as the organization's build identity; its tests run as its tools do.
     let identities = Identities { build: identity(Purpose::Build).await?, run: identity(Purpose::Run).await? };
@@ -229,10 +229,10 @@ pub(crate) async fn recorded_build(
         tmp_bytes: settings.build_tmp_bytes,
         ..BuildLimits::default()
     };
-    let repo_dir = state.repos().path_of(&caller.org_id).map_err(|e| Error::internal("no repository path", e))?;
-    let build_id = store.start_build(&caller.org_id, job.tool_id, job.kind, &caller.user).await?;
+    let repo_dir = state.repos().path_of(caller.org.as_str()).map_err(|e| Error::internal("no repository path", e))?;
+    let build_id = store.start_build(&caller.org, job.tool_id, job.kind, &caller.user).await?;
     let built = build(BuildInput {
-        org_id: &caller.org_id,
+        org_id: caller.org.as_str(),
         repo: &repo_dir,
         commit: job.commit,
         project_path: job.project_path,
@@ -247,12 +247,12 @@ pub(crate) async fn recorded_build(
     match built {
         Ok(output) => Ok((output, build_id)),
         Err(failure) => {
-            store.finish_build(&caller.org_id, &build_id, BuildState::Failed, &failure.message, &failure.log).await?;
+            store.finish_build(&caller.org, &build_id, BuildState::Failed, &failure.message, &failure.log).await?;
             if matches!(failure.kind, FailureKind::Internal) {
                 tracing::error!(build = %build_id, message = %failure.message, "build failed on the server's side");
             }
             Err(PublishError::Build(BuildFailed {
-                org_id: caller.org_id.clone(),
+                org_id: caller.org.clone(),
                 build_id,
                 kind: failure.kind,
                 message: failure.message,
@@ -288,12 +288,17 @@ fn warm_up(state: &AppState, version: &ToolVersion, output: &BuildOutput) {
             takes_context: version.takes_context,
             env: env.into_iter().map(|e| (e.name, e.value)).collect(),
         };
-        let (started, init) = pool.zygote_traced(&version.id, &runtime).await;
+        let (started, init) = pool.zygote_traced(version.id.as_str(), &runtime).await;
         if let Err(e) = started {
             tracing::warn!(version = %version.id, error = %e, "the new version's runtime did not start");
         }
         if let Some(init) = init {
-            state.metrics().runtime_started(&version.org_id, &version.tool_id, &version.version.to_string(), init);
+            state.metrics().runtime_started(
+                version.org_id.as_str(),
+                version.tool_id.as_str(),
+                &version.version.to_string(),
+                init,
+            );
         }
     });
 }

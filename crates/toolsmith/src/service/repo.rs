@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use toolsmith_domain::Permission;
+use toolsmith_domain::{OrgId, Permission};
 use toolsmith_repo::browse::{BranchInfo, CommitInfo, CommitQuery, DirEntry, FileContent, Page};
 use toolsmith_repo::RepoError;
 use toolsmith_store::UserRef;
@@ -18,16 +18,16 @@ pub type Pushers = HashMap<String, UserRef>;
 
 /// Creates the organization's repository on first use (organizations made before it existed,
 /// or whose creation-time attempt failed).
-pub async fn ensure_repo(state: &AppState, org: &str) -> Result<(), Error> {
-    if state.repos().exists(org) {
+pub async fn ensure_repo(state: &AppState, org: &OrgId) -> Result<(), Error> {
+    if state.repos().exists(org.as_str()) {
         return Ok(());
     }
-    state.repos().create(org).await.map_err(Error::from_repo)
+    state.repos().create(org.as_str()).await.map_err(Error::from_repo)
 }
 
 /// Whether `ancestor` is an ancestor of (or the same commit as) `descendant`.
-pub async fn is_ancestor(state: &AppState, org: &str, ancestor: &str, descendant: &str) -> Result<bool, Error> {
-    let dir = state.repos().path_of(org).map_err(Error::from_repo)?;
+pub async fn is_ancestor(state: &AppState, org: &OrgId, ancestor: &str, descendant: &str) -> Result<bool, Error> {
+    let dir = state.repos().path_of(org.as_str()).map_err(Error::from_repo)?;
     toolsmith_build::export::is_ancestor(&dir, ancestor, descendant)
         .await
         .map_err(|e| Error::internal("ancestry check failed", e))
@@ -55,13 +55,13 @@ impl Error {
 
 async fn opened(state: &AppState, caller: &Caller) -> Result<(), Error> {
     caller.require(Permission::AccessRepo)?;
-    ensure_repo(state, &caller.org_id).await
+    ensure_repo(state, &caller.org).await
 }
 
 /// A file's bytes at a ref.
 pub async fn read_file(state: &AppState, caller: &Caller, reference: &str, path: &str) -> Result<FileContent, Error> {
     opened(state, caller).await?;
-    state.repos().read_file(&caller.org_id, reference, path).await.map_err(Error::from_repo)
+    state.repos().read_file(caller.org.as_str(), reference, path).await.map_err(Error::from_repo)
 }
 
 /// Several files at a ref; a path naming a directory is a rejection.
@@ -72,7 +72,7 @@ pub async fn read_files(
     paths: &[String],
 ) -> Result<Vec<FileContent>, Error> {
     opened(state, caller).await?;
-    state.repos().read_files(&caller.org_id, reference, paths).await.map_err(|e| match e {
+    state.repos().read_files(caller.org.as_str(), reference, paths).await.map_err(|e| match e {
         RepoError::IsADirectory => Error::Rejected("One or more specified paths are not files.".into()),
         other => Error::from_repo(other),
     })
@@ -89,11 +89,11 @@ pub async fn list_directory(
     opened(state, caller).await?;
     let entries = state
         .repos()
-        .list_directory(&caller.org_id, reference, path, with_last_commit)
+        .list_directory(caller.org.as_str(), reference, path, with_last_commit)
         .await
         .map_err(Error::from_repo)?;
     let shas: Vec<String> = entries.iter().filter_map(|e| e.last_commit.as_ref().map(|c| c.sha.clone())).collect();
-    let pushers = state.store().pushers(&caller.org_id, &shas).await?;
+    let pushers = state.store().pushers(&caller.org, &shas).await?;
     Ok((entries, pushers))
 }
 
@@ -104,20 +104,20 @@ pub async fn commits(
     query: &CommitQuery,
 ) -> Result<(Page<CommitInfo>, Pushers), Error> {
     opened(state, caller).await?;
-    let page = state.repos().commits(&caller.org_id, query).await.map_err(Error::from_repo)?;
+    let page = state.repos().commits(caller.org.as_str(), query).await.map_err(Error::from_repo)?;
     let shas: Vec<String> = page.items.iter().map(|c| c.sha.clone()).collect();
-    let pushers = state.store().pushers(&caller.org_id, &shas).await?;
+    let pushers = state.store().pushers(&caller.org, &shas).await?;
     Ok((page, pushers))
 }
 
 /// One branch; a name that cannot be a branch names none.
 pub async fn branch(state: &AppState, caller: &Caller, name: &str) -> Result<(BranchInfo, Pushers), Error> {
     opened(state, caller).await?;
-    let info = state.repos().branch(&caller.org_id, name).await.map_err(|e| match e {
+    let info = state.repos().branch(caller.org.as_str(), name).await.map_err(|e| match e {
         RepoError::InvalidRef(_) => Error::NotFound,
         other => Error::from_repo(other),
     })?;
-    let pushers = state.store().pushers(&caller.org_id, std::slice::from_ref(&info.sha)).await?;
+    let pushers = state.store().pushers(&caller.org, std::slice::from_ref(&info.sha)).await?;
     Ok((info, pushers))
 }
 
@@ -129,8 +129,8 @@ pub async fn branches(
     page: usize,
 ) -> Result<(Page<BranchInfo>, Pushers), Error> {
     opened(state, caller).await?;
-    let listed = state.repos().branches(&caller.org_id, limit, page).await.map_err(Error::from_repo)?;
+    let listed = state.repos().branches(caller.org.as_str(), limit, page).await.map_err(Error::from_repo)?;
     let shas: Vec<String> = listed.items.iter().map(|b| b.sha.clone()).collect();
-    let pushers = state.store().pushers(&caller.org_id, &shas).await?;
+    let pushers = state.store().pushers(&caller.org, &shas).await?;
     Ok((listed, pushers))
 }

@@ -52,7 +52,7 @@ pub struct Tested {
     /// The result of each input, in input order.
     pub results: Vec<Finished>,
     /// The build record, when this test built (a commit built before reuses that build).
-    pub build_id: Option<String>,
+    pub build_id: Option<toolsmith_domain::BuildId>,
 }
 
 /// Builds the tip of the branch and runs the inputs on it.
@@ -70,15 +70,15 @@ pub async fn test(state: &AppState, caller: &Caller, request: TestRun) -> Result
         )
         .into());
     };
-    super::repo::ensure_repo(state, &caller.org_id).await?;
-    let commit = state.repos().resolve(&caller.org_id, &request.branch).await.map_err(|_| Error::NotFound)?;
-    let cache_key = format!("{}\0{commit}\0{}", caller.org_id, request.project_path);
+    super::repo::ensure_repo(state, &caller.org).await?;
+    let commit = state.repos().resolve(caller.org.as_str(), &request.branch).await.map_err(|_| Error::NotFound)?;
+    let cache_key = format!("{}\0{commit}\0{}", caller.org, request.project_path);
     let (output, build_id) = match state.tested_builds().get(&cache_key) {
         Some(output) => (output, None),
         None => {
             let job = BuildJob { tool_id: None, kind: "test", commit: &commit, project_path: &request.project_path };
             let (output, build_id) = recorded_build(state, builder, caller, job).await?;
-            state.store().finish_build(&caller.org_id, &build_id, BuildState::Succeeded, "tested", &output.log).await?;
+            state.store().finish_build(&caller.org, &build_id, BuildState::Succeeded, "tested", &output.log).await?;
             let output = Arc::new(output);
             state.tested_builds().insert(cache_key, output.clone());
             (output, Some(build_id))
@@ -110,7 +110,7 @@ pub async fn test(state: &AppState, caller: &Caller, request: TestRun) -> Result
     let _permits = pool.try_permits(request.inputs.len() as u32).map_err(|_| Error::Busy)?;
     let secrets: Vec<String> = env.secret.values().cloned().collect();
     let identity = state
-        .sandbox_identity(&caller.org_id, Purpose::Run)
+        .sandbox_identity(&caller.org, Purpose::Run)
         .await
         .map_err(|e| Error::internal("no sandbox identity", e))?;
     let runtime = VersionRuntime {

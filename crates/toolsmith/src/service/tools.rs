@@ -1,6 +1,6 @@
 //! Tools: listing with filters, creating, modifying and deprecating.
 
-use toolsmith_domain::{Permission, Tag, ToolName};
+use toolsmith_domain::{Permission, Tag, ToolId, ToolName};
 use toolsmith_store::{NewTool, StoreError, Tool, ToolPage, ToolQuery};
 
 use super::publish::with_tool_lock;
@@ -20,8 +20,8 @@ pub struct ToolListing {
 pub async fn list(state: &AppState, caller: &Caller, query: &ToolQuery) -> Result<ToolListing, Error> {
     caller.require(Permission::GetTool)?;
     let store = state.store();
-    let page = store.list_tools(&caller.org_id, query).await?;
-    let tag_keys = if query.offset == 0 { Some(store.tag_keys(&caller.org_id).await?) } else { None };
+    let page = store.list_tools(&caller.org, query).await?;
+    let tag_keys = if query.offset == 0 { Some(store.tag_keys(&caller.org).await?) } else { None };
     Ok(ToolListing { page, tag_keys })
 }
 
@@ -45,7 +45,7 @@ pub async fn create(
 ) -> Result<Tool, Error> {
     caller.require(Permission::CreateTool)?;
     let new = NewTool {
-        org_id: caller.org_id.clone(),
+        org_id: caller.org.clone(),
         name,
         description: storable(description),
         tags,
@@ -62,17 +62,13 @@ pub async fn create(
 pub async fn modify(
     state: &AppState,
     caller: &Caller,
-    tool_id: &str,
+    tool_id: &ToolId,
     description: Option<String>,
     tags: Option<Vec<Tag>>,
 ) -> Result<(), Error> {
     caller.require(Permission::ModifyTool)?;
     let description = description.map(storable);
-    match state
-        .store()
-        .modify_tool(&caller.org_id, tool_id, description.as_deref(), tags.as_deref(), &caller.user)
-        .await
-    {
+    match state.store().modify_tool(&caller.org, tool_id, description.as_deref(), tags.as_deref(), &caller.user).await {
         Ok(()) => Ok(()),
         Err(StoreError::NotFound) => Err(Error::NotFound),
         Err(e) => Err(e.into()),
@@ -81,15 +77,15 @@ pub async fn modify(
 
 /// Deprecates a tool, under its operation lock so that no publish interleaves; its versions stop
 /// running on this server at once.
-pub async fn deprecate(state: &AppState, caller: &Caller, tool_id: &str) -> Result<(), Error> {
+pub async fn deprecate(state: &AppState, caller: &Caller, tool_id: &ToolId) -> Result<(), Error> {
     caller.require(Permission::DeleteTool)?;
     let store = state.store();
-    if store.get_tool(&caller.org_id, tool_id).await?.is_none() {
+    if store.get_tool(&caller.org, tool_id).await?.is_none() {
         return Err(Error::NotFound);
     }
     let versions = with_tool_lock(state, caller, tool_id, "deprecate", async {
-        let versions = store.versions_of(&caller.org_id, tool_id).await?;
-        match store.deprecate_tool(&caller.org_id, tool_id, &caller.user).await {
+        let versions = store.versions_of(&caller.org, tool_id).await?;
+        match store.deprecate_tool(&caller.org, tool_id, &caller.user).await {
             Ok(()) => Ok(versions),
             Err(StoreError::NotFound) => Err(Error::NotFound),
             Err(e) => Err(e.into()),
@@ -97,7 +93,7 @@ pub async fn deprecate(state: &AppState, caller: &Caller, tool_id: &str) -> Resu
     })
     .await?;
     if let Some(pool) = state.runtime() {
-        pool.evict(&versions.into_iter().map(|v| v.id).collect::<Vec<_>>());
+        pool.evict(&versions.into_iter().map(|v| v.id.to_string()).collect::<Vec<_>>());
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use toolsmith_domain::{Permission, Specifier};
+use toolsmith_domain::{BuildId, OrgId, Permission, Specifier, ToolId, UserId, VersionId};
 use toolsmith_store::{BuildRecord, ToolVersion, UserRef};
 
 use super::{Caller, Error};
@@ -31,8 +31,8 @@ pub struct VersionQuery {
     pub deprecated: Option<bool>,
     /// Only those the specifier matches.
     pub specifier: Option<Specifier>,
-    /// Only those these users published; empty for all.
-    pub creators: Vec<UserRef>,
+    /// Only those these users published; `None` for all.
+    pub creators: Option<Vec<UserRef>>,
     /// Sort keys, each with whether it is descending; ties go to the oldest first.
     pub sort: Vec<(VersionSort, bool)>,
     /// The page size.
@@ -54,23 +54,22 @@ pub struct VersionPage {
 
 /// Lists a tool's versions. A tool has few versions (a handful live, the rest deprecated), so
 /// they are filtered and sorted here rather than in SQL.
-pub async fn list(state: &AppState, caller: &Caller, tool_id: &str, q: &VersionQuery) -> Result<VersionPage, Error> {
+pub async fn list(state: &AppState, caller: &Caller, tool_id: &ToolId, q: &VersionQuery) -> Result<VersionPage, Error> {
     caller.require(Permission::GetTool)?;
     let store = state.store();
-    if store.get_tool(&caller.org_id, tool_id).await?.is_none() {
+    if store.get_tool(&caller.org, tool_id).await?.is_none() {
         return Err(Error::NotFound);
     }
-    let all = store.versions_of(&caller.org_id, tool_id).await?;
+    let all = store.versions_of(&caller.org, tool_id).await?;
     let creators = (q.offset == 0).then(|| {
-        let seen: BTreeSet<(&str, &str)> =
-            all.iter().map(|v| (v.creator.org_id.as_str(), v.creator.user_id.as_str())).collect();
-        seen.into_iter().map(|(org_id, user_id)| UserRef { org_id: org_id.into(), user_id: user_id.into() }).collect()
+        let seen: BTreeSet<(&OrgId, &UserId)> = all.iter().map(|v| (&v.creator.org_id, &v.creator.user_id)).collect();
+        seen.into_iter().map(|(org_id, user_id)| UserRef { org_id: org_id.clone(), user_id: user_id.clone() }).collect()
     });
     let mut selected: Vec<ToolVersion> = all
         .into_iter()
         .filter(|v| q.deprecated.is_none_or(|d| v.deprecated == d))
         .filter(|v| q.specifier.as_ref().is_none_or(|s| s.matches(&v.version)))
-        .filter(|v| q.creators.is_empty() || q.creators.contains(&v.creator))
+        .filter(|v| q.creators.as_ref().is_none_or(|c| c.contains(&v.creator)))
         .collect();
     selected.sort_by(|a, b| {
         for (key, desc) in &q.sort {
@@ -95,28 +94,33 @@ pub async fn list(state: &AppState, caller: &Caller, tool_id: &str, q: &VersionQ
 
 /// Deprecates every live version the specifier matches; they stop running on this server at
 /// once, and on the others at their next invoke.
-pub async fn deprecate(state: &AppState, caller: &Caller, tool_id: &str, specifier: &Specifier) -> Result<(), Error> {
+pub async fn deprecate(
+    state: &AppState,
+    caller: &Caller,
+    tool_id: &ToolId,
+    specifier: &Specifier,
+) -> Result<(), Error> {
     caller.require(Permission::ModifyTool)?;
     let store = state.store();
-    if store.get_tool(&caller.org_id, tool_id).await?.is_none() {
+    if store.get_tool(&caller.org, tool_id).await?.is_none() {
         return Err(Error::NotFound);
     }
-    let ids: Vec<String> = store
-        .versions_of(&caller.org_id, tool_id)
+    let ids: Vec<VersionId> = store
+        .versions_of(&caller.org, tool_id)
         .await?
         .into_iter()
         .filter(|v| !v.deprecated && specifier.matches(&v.version))
         .map(|v| v.id)
         .collect();
-    store.deprecate_versions(&caller.org_id, tool_id, &ids, &caller.user).await?;
+    store.deprecate_versions(&caller.org, tool_id, &ids, &caller.user).await?;
     if let Some(pool) = state.runtime() {
-        pool.evict(&ids);
+        pool.evict(&ids.iter().map(ToString::to_string).collect::<Vec<_>>());
     }
     Ok(())
 }
 
 /// A build record: its state, summary and whole log.
-pub async fn build(state: &AppState, caller: &Caller, build_id: &str) -> Result<BuildRecord, Error> {
+pub async fn build(state: &AppState, caller: &Caller, build_id: &BuildId) -> Result<BuildRecord, Error> {
     caller.require(Permission::GetTool)?;
-    state.store().get_build(&caller.org_id, build_id).await?.ok_or(Error::NotFound)
+    state.store().get_build(&caller.org, build_id).await?.ok_or(Error::NotFound)
 }

@@ -96,7 +96,10 @@ both_backends!(a_user_granted_a_role_in_another_organization_can_use_it, |backen
     let app = TestApp::spawn(backend).await;
     app.create_tool("shared").await;
     let partner = app.other_org("globex").await;
-    app.store.grant_role("acme", "globex", &partner.id, Role::Viewer).await.unwrap();
+    app.store
+        .grant_role(&crate::support::org("acme"), &crate::support::user_ref("globex", &partner.id), Role::Viewer)
+        .await
+        .unwrap();
     let r = app
         .request(Method::GET, "/v1/acme/tool/", &partner.token)
         .header("x-org-id", "globex")

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::repo::{git, url};
-use crate::support::{Backend, Resp, TestApp, User};
+use crate::support::{org, Backend, Resp, TestApp, User};
 
 /// A working copy of `org`'s repository in `work`.
 async fn checkout(app: &TestApp, org: &str, user: &User, work: &Path) -> PathBuf {
@@ -405,7 +405,7 @@ both_backends!(a_build_whose_server_died_is_failed_once_its_lease_runs_out, |bac
         app.database_url.clone(),
         app.keyring.clone(),
         tool.clone(),
-        toolsmith_store::UserRef { org_id: "acme".into(), user_id: app.admin.id.clone() },
+        toolsmith_store::UserRef { org_id: org("acme"), user_id: app.admin.id.parse().unwrap() },
     );
     // A server process takes the tool's lock with a one-second lease, starts publishing and
     // dies: its runtime (with the lease's renewal) is torn down and nothing is released.
@@ -413,9 +413,13 @@ both_backends!(a_build_whose_server_died_is_failed_once_its_lease_runs_out, |bac
         let rt = tokio::runtime::Runtime::new().unwrap();
         let build = rt.block_on(async {
             let store = toolsmith_store::Store::open(&url, keyring).await.unwrap();
-            let lock =
-                store.lock_tool("acme", &tool_id, "publish", Duration::from_secs(1)).await.unwrap().expect("free");
-            let build = store.start_build("acme", Some(&tool_id), "publish", &user).await.unwrap();
+            let lock = store
+                .lock_tool(&org("acme"), &tool_id.parse().unwrap(), "publish", Duration::from_secs(1))
+                .await
+                .unwrap()
+                .expect("free");
+            let build =
+                store.start_build(&org("acme"), Some(&tool_id.parse().unwrap()), "publish", &user).await.unwrap();
             std::mem::forget(lock);
             build
         });
@@ -424,14 +428,14 @@ both_backends!(a_build_whose_server_died_is_failed_once_its_lease_runs_out, |bac
     })
     .join()
     .unwrap();
-    assert_eq!(build_record(&app, &orphan).await["state"], "running");
+    assert_eq!(build_record(&app, orphan.as_str()).await["state"], "running");
     let r = publish(&app, "acme", &app.admin, &tool, "hello_world").await;
     assert_eq!((r.status, r.detail()), (409, "A related operation is in progress."), "the lease still runs");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     // The next publish takes the lock over, and with it the dead holder's build is failed.
     let r = publish(&app, "acme", &app.admin, &tool, "hello_world").await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let record = build_record(&app, &orphan).await;
+    let record = build_record(&app, orphan.as_str()).await;
     assert_eq!(record["state"], "failed", "{record}");
     assert!(record["message"].as_str().unwrap().contains("interrupted"), "{record}");
     assert!(record["finished_at"].is_string());

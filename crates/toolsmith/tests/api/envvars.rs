@@ -6,7 +6,7 @@ use toolsmith::app::Settings;
 use toolsmith_store::EnvVarValue;
 
 use crate::both_backends;
-use crate::support::{Backend, Options, Resp, TestApp};
+use crate::support::{org, Backend, Options, Resp, TestApp};
 
 async fn modify(app: &TestApp, tool: &str, body: Value) -> Resp {
     app.request(Method::POST, &format!("/v1/acme/tool/{tool}/envvar"), &app.admin.token)
@@ -44,7 +44,7 @@ both_backends!(inserts_updates_and_deletes_apply_and_secrets_survive_a_round_tri
     let listed = app.tool(&tool).await;
     assert_eq!(listed["envvars"], json!(["API_BASE", "OLD"]));
     assert_eq!(listed["secret_envvars"], json!(["API_KEY"]));
-    let values = app.store.envvar_values("acme", &tool).await.unwrap();
+    let values = app.store.envvar_values(&org("acme"), &tool.parse().unwrap()).await.unwrap();
     assert_eq!(value_of(&values, "API_KEY"), Some((AWKWARD.to_owned(), true)), "every byte survives encryption");
     assert_eq!(value_of(&values, "API_BASE"), Some(("https://example.invalid".to_owned(), false)));
 
@@ -55,7 +55,7 @@ both_backends!(inserts_updates_and_deletes_apply_and_secrets_survive_a_round_tri
     )
     .await;
     assert_eq!(r.status, 204, "{}", r.text);
-    let values = app.store.envvar_values("acme", &tool).await.unwrap();
+    let values = app.store.envvar_values(&org("acme"), &tool.parse().unwrap()).await.unwrap();
     assert_eq!(value_of(&values, "API_KEY"), Some(("rotated".to_owned(), true)), "an update keeps the variable secret");
     assert_eq!(value_of(&values, "OLD"), None);
     assert_eq!(app.tool(&tool).await["envvars"], json!(["API_BASE"]));
@@ -184,7 +184,10 @@ both_backends!(rotating_the_secret_key_reseals_values_under_the_new_key, |backen
     assert_eq!(rotated.reseal_secrets().await.unwrap(), 0, "nothing left under the old key");
     // The old key can now be retired: the new key alone opens the value.
     let only_new = toolsmith_store::Store::open(&app.database_url, Keyring::new(vec![new_key]).unwrap()).await.unwrap();
-    let values = only_new.envvar_values("acme", &tool).await.unwrap();
+    let values = only_new.envvar_values(&org("acme"), &tool.parse().unwrap()).await.unwrap();
     assert_eq!(value_of(&values, "K"), Some((AWKWARD.to_owned(), true)));
-    assert!(app.store.envvar_values("acme", &tool).await.is_err(), "the old key alone no longer opens it");
+    assert!(
+        app.store.envvar_values(&org("acme"), &tool.parse().unwrap()).await.is_err(),
+        "the old key alone no longer opens it"
+    );
 });

@@ -15,7 +15,7 @@ use toolsmith_store::{NewInvocation, NewVersion, UserRef};
 use crate::both_backends;
 use crate::examples::push_samples;
 use crate::invoke::publish;
-use crate::support::{contract, Backend, Options, Resp, TestApp};
+use crate::support::{contract, org, Backend, Options, Resp, TestApp};
 use toolsmith::app::{Retention, Settings};
 
 const CONVERSATION: &str = "c0c0c0c0c0c0c0c0c0c0c0c0";
@@ -26,8 +26,8 @@ async fn publish_records(app: &TestApp, tool: &str, versions: &[&str]) {
     for v in versions {
         app.store
             .insert_version(NewVersion {
-                org_id: "acme".into(),
-                tool_id: tool.into(),
+                org_id: org("acme"),
+                tool_id: tool.parse().unwrap(),
                 version: Version::parse(v).unwrap(),
                 required_envvars: vec![],
                 required_secret_envvars: vec![],
@@ -39,8 +39,9 @@ async fn publish_records(app: &TestApp, tool: &str, versions: &[&str]) {
                 project_directory: "pkg".into(),
                 content_digest: "c".repeat(64),
                 environment_key: "d".repeat(64),
-                build_id: ObjectId::generate().to_string(),
-                creator: UserRef { org_id: "acme".into(), user_id: app.admin.id.clone() },
+                build_id: toolsmith_domain::BuildId::generate(),
+                output_schema: None,
+                creator: UserRef { org_id: org("acme"), user_id: app.admin.id.parse().unwrap() },
             })
             .await
             .unwrap();
@@ -92,9 +93,9 @@ fn invocation(tool: &str, version: &str, n: i64, output: Option<&str>, source: V
         _ => RUNTIME_USER.to_owned(),
     };
     NewInvocation {
-        id: ObjectId::generate().to_string(),
-        org_id: "acme".into(),
-        tool_id: tool.into(),
+        id: toolsmith_domain::InvocationId::generate(),
+        org_id: org("acme"),
+        tool_id: tool.parse().unwrap(),
         version: Version::parse(version).unwrap(),
         succeeded: output.is_some(),
         output: output.map(str::to_owned),
@@ -108,7 +109,7 @@ fn invocation(tool: &str, version: &str, n: i64, output: Option<&str>, source: V
         duration_ms: 40 + n,
         inputs: json!({"city": "Lyon", "n": n}),
         source: serde_json::from_value(source).unwrap(),
-        caller: UserRef { org_id: "acme".into(), user_id: caller },
+        caller: UserRef { org_id: org("acme"), user_id: caller.parse().unwrap() },
         logs: format!("step {n}\n"),
         created_at: Timestamp(1_760_000_000_000_000 + n * 1_000_000),
     }
@@ -148,7 +149,7 @@ fn ids(r: &Resp) -> Vec<String> {
 }
 
 fn pick(rows: &[NewInvocation], idx: &[usize]) -> Vec<String> {
-    idx.iter().map(|&i| rows[i].id.clone()).collect()
+    idx.iter().map(|&i| rows[i].id.to_string()).collect()
 }
 
 both_backends!(listing_returns_records_as_the_contract_shapes_them, |backend: Backend| async move {
@@ -214,7 +215,8 @@ both_backends!(listing_filters_sorts_and_pages, |backend: Backend| async move {
             let succeeded: Vec<&NewInvocation> = rows.iter().filter(|r| r.succeeded).collect();
             let mut ordered: Vec<&NewInvocation> = succeeded.clone();
             ordered.sort_by(|a, b| b.tool_id.cmp(&a.tool_id).then(b.created_at.cmp(&a.created_at)));
-            expected = std::iter::once(rows[1].id.clone()).chain(ordered.iter().map(|r| r.id.clone())).collect();
+            expected =
+                std::iter::once(rows[1].id.to_string()).chain(ordered.iter().map(|r| r.id.to_string())).collect();
         }
         assert_eq!(ids(&r), expected, "{query}");
     }
@@ -359,15 +361,15 @@ both_backends!(direct_invocations_are_listed_only_when_asked_for, |backend: Back
 
     // The extension value selects them; naming every kind lists everything.
     let r = list(&app, &token, "?invocation_source_type=direct").await;
-    assert_eq!(ids(&r), vec![direct.id.clone()]);
+    assert_eq!(ids(&r), vec![direct.id.to_string()]);
     assert_eq!(r.body["tool_invocations"][0]["invocation_source"], direct_source(&app.admin.id));
     assert_eq!(r.body["tool_invocations"][0]["caller"], json!({"org_id": "acme", "user_id": app.admin.id}));
     let r = list(&app, &token, &format!("?{EVERY_SOURCE_TYPE}")).await;
-    assert_eq!(ids(&r), [pick(&rows, &[0, 1, 2, 3, 4]), vec![direct.id.clone()]].concat());
+    assert_eq!(ids(&r), [pick(&rows, &[0, 1, 2, 3, 4]), vec![direct.id.to_string()]].concat());
     let r = search(&app, &token, "?query=rain&invocation_source_type=direct").await;
-    assert_eq!(ids(&r), vec![direct.id.clone()]);
+    assert_eq!(ids(&r), vec![direct.id.to_string()]);
     let r = search(&app, &token, &format!("?query=rain&{EVERY_SOURCE_TYPE}")).await;
-    assert_eq!(ids(&r), vec![direct.id.clone(), rows[4].id.clone(), rows[2].id.clone()]);
+    assert_eq!(ids(&r), vec![direct.id.to_string(), rows[4].id.to_string(), rows[2].id.to_string()]);
 
     // Paging the default listing skips the direct record wherever it sits.
     let r = list(&app, &token, "?sort_by=-created_at&limit=1").await;
@@ -378,7 +380,7 @@ both_backends!(direct_invocations_are_listed_only_when_asked_for, |backend: Back
 
     // A token naming the direct record is still a position in the default listing.
     let r = list(&app, &token, &format!("?{EVERY_SOURCE_TYPE}&sort_by=-created_at&limit=1")).await;
-    assert_eq!(ids(&r), vec![direct.id.clone()]);
+    assert_eq!(ids(&r), vec![direct.id.to_string()]);
     let direct_position = r.body["continuation_token"].as_i64().unwrap();
     let r = list(&app, &token, &format!("?sort_by=-created_at&continuation_token={direct_position}")).await;
     assert_eq!(ids(&r), pick(&rows, &[4, 3, 2, 1, 0]));
@@ -428,10 +430,10 @@ both_backends!(logs_extension_returns_what_the_tool_printed, |backend: Backend| 
     let app = TestApp::spawn(backend).await;
     let (_weather, _news, rows) = fixture(&app).await;
     let path = |id: &str| format!("/v1/acme/tool/invocation/{id}/logs");
-    let r = app.request(Method::GET, &path(&rows[2].id), &app.admin.token).send().await;
+    let r = app.request(Method::GET, &path(rows[2].id.as_str()), &app.admin.token).send().await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body, json!({"invocation_id": rows[2].id, "logs": "step 3\n"}));
-    let r = app.request(Method::GET, &path(&ObjectId::generate().to_string()), &app.admin.token).send().await;
+    let r = app.request(Method::GET, &path(ObjectId::generate().as_ref()), &app.admin.token).send().await;
     assert_eq!((r.status, r.detail()), (404, "The specified organization or invocation does not exist."));
     let r = app.request(Method::GET, &path("not-an-id"), &app.admin.token).send().await;
     assert_eq!((r.status, r.body["detail"][0]["loc"].clone()), (422, json!(["path", "invocation_id"])));
@@ -478,8 +480,8 @@ both_backends!(retention_deletes_old_records_in_the_background, |backend: Backen
     assert_eq!(ids(&r), pick(&new, &[2, 1, 0]));
     assert!(ids(&search(&app, &token, "?query=stale").await).is_empty());
     let logs = |id: &str| format!("/v1/acme/tool/invocation/{id}/logs");
-    assert_eq!(app.request(Method::GET, &logs(&old[0].id), &token).send().await.status, 404);
-    assert_eq!(app.request(Method::GET, &logs(&new[0].id), &token).send().await.status, 200);
+    assert_eq!(app.request(Method::GET, &logs(old[0].id.as_str()), &token).send().await.status, 404);
+    assert_eq!(app.request(Method::GET, &logs(new[0].id.as_str()), &token).send().await.status, 200);
 
     // Tokens naming deleted records: oldest first, the listing goes on with the oldest kept
     // record; newest first, nothing is left after them; in another order, their place is lost.

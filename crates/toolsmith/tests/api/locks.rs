@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::Method;
 
 use crate::both_backends;
-use crate::support::{Backend, TestApp};
+use crate::support::{org, Backend, TestApp};
 
 const IN_PROGRESS: &str = "A related operation is in progress.";
 
@@ -14,7 +14,11 @@ both_backends!(a_held_lock_makes_deprecation_wait_its_turn, |backend: Backend| a
     let tool = app.create_tool("locked").await;
     // Another server process on the same database holds the tool's lock (as a publish would).
     let other_process = toolsmith_store::Store::open(&app.database_url, app.keyring.clone()).await.unwrap();
-    let lock = other_process.lock_tool("acme", &tool, "publish", Duration::from_secs(30)).await.unwrap().expect("free");
+    let lock = other_process
+        .lock_tool(&org("acme"), &tool.parse().unwrap(), "publish", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("free");
     let r = app
         .request(Method::DELETE, &format!("/v1/acme/tool/{tool}"), &app.admin.token)
         .op("deprecate-tool")
@@ -30,7 +34,11 @@ both_backends!(a_held_lock_makes_deprecation_wait_its_turn, |backend: Backend| a
         .await;
     assert_eq!(r.status, 204);
     // The deprecation released its lock too.
-    assert!(other_process.lock_tool("acme", &tool, "publish", Duration::from_secs(30)).await.unwrap().is_some());
+    assert!(other_process
+        .lock_tool(&org("acme"), &tool.parse().unwrap(), "publish", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_some());
 });
 
 both_backends!(a_crashed_holder_cannot_keep_the_lock, |backend: Backend| async move {
@@ -43,8 +51,11 @@ both_backends!(a_crashed_holder_cannot_keep_the_lock, |backend: Backend| async m
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             let store = toolsmith_store::Store::open(&url, keyring).await.unwrap();
-            let lock =
-                store.lock_tool("acme", &tool_id, "publish", Duration::from_secs(1)).await.unwrap().expect("free");
+            let lock = store
+                .lock_tool(&org("acme"), &tool_id.parse().unwrap(), "publish", Duration::from_secs(1))
+                .await
+                .unwrap()
+                .expect("free");
             std::mem::forget(lock);
         });
         rt.shutdown_background();
@@ -69,12 +80,26 @@ both_backends!(a_crashed_holder_cannot_keep_the_lock, |backend: Backend| async m
 both_backends!(a_live_holder_keeps_its_lock_past_the_first_lease, |backend: Backend| async move {
     let app = TestApp::spawn(backend).await;
     let tool = app.create_tool("long_op").await;
-    let lock = app.store.lock_tool("acme", &tool, "publish", Duration::from_secs(1)).await.unwrap().expect("free");
+    let lock = app
+        .store
+        .lock_tool(&org("acme"), &tool.parse().unwrap(), "publish", Duration::from_secs(1))
+        .await
+        .unwrap()
+        .expect("free");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(
-        app.store.lock_tool("acme", &tool, "deprecate", Duration::from_secs(1)).await.unwrap().is_none(),
+        app.store
+            .lock_tool(&org("acme"), &tool.parse().unwrap(), "deprecate", Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_none(),
         "renewed while held"
     );
     lock.release().await.unwrap();
-    assert!(app.store.lock_tool("acme", &tool, "deprecate", Duration::from_secs(1)).await.unwrap().is_some());
+    assert!(app
+        .store
+        .lock_tool(&org("acme"), &tool.parse().unwrap(), "deprecate", Duration::from_secs(1))
+        .await
+        .unwrap()
+        .is_some());
 });

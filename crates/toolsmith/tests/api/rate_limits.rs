@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::both_backends;
-use crate::support::{Backend, Options, TestApp};
+use crate::support::{org, Backend, Options, TestApp};
 use toolsmith::config::Switch;
 
 fn limited() -> Options {
@@ -57,14 +57,14 @@ both_backends!(the_twenty_first_create_in_a_minute_is_refused, |backend: Backend
 async fn on_postgres_the_limit_holds_across_server_processes() {
     let first = TestApp::spawn_with(Backend::Postgres, limited()).await;
     let second = first.sibling(limited()).await;
-    let (key_id, secret) = toolsmith::bootstrap::create_api_key(&first.store, "acme", "k", None).await.unwrap();
+    let (key_id, secret) = toolsmith::bootstrap::create_api_key(&first.store, &org("acme"), "k", None).await.unwrap();
     let mut statuses = Vec::new();
     for i in 0..6 {
         let app = if i % 2 == 0 { &first } else { &second };
         let r = app
             .request(Method::POST, "/v1/acme/user/signin_with_api_key", "")
             .header("x-api-key", &secret)
-            .header("x-api-key-id", &key_id)
+            .header("x-api-key-id", key_id.as_str())
             .header("x-user-id", &first.admin.id)
             .op("sign-in-with-api-key")
             .send()

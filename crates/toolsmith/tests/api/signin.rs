@@ -4,7 +4,7 @@ use reqwest::Method;
 use toolsmith::bootstrap::create_api_key;
 
 use crate::both_backends;
-use crate::support::{Backend, TestApp};
+use crate::support::{org, Backend, TestApp};
 
 async fn sign_in(app: &TestApp, org: &str, key: &str, key_id: &str, user: &str) -> crate::support::Resp {
     app.request(Method::POST, &format!("/v1/{org}/user/signin_with_api_key"), "")
@@ -18,8 +18,8 @@ async fn sign_in(app: &TestApp, org: &str, key: &str, key_id: &str, user: &str) 
 
 both_backends!(a_key_signs_in_any_user_of_its_organization, |backend: Backend| async move {
     let app = TestApp::spawn(backend).await;
-    let (key_id, secret) = create_api_key(&app.store, "acme", "test", None).await.unwrap();
-    let r = sign_in(&app, "acme", &secret, &key_id, &app.admin.id).await;
+    let (key_id, secret) = create_api_key(&app.store, &org("acme"), "test", None).await.unwrap();
+    let r = sign_in(&app, "acme", &secret, key_id.as_str(), &app.admin.id).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let token = r.body["id_token"].as_str().unwrap();
     assert!(r.body["expires_at"].as_str().unwrap().ends_with('Z'));
@@ -29,12 +29,12 @@ both_backends!(a_key_signs_in_any_user_of_its_organization, |backend: Backend| a
 
 both_backends!(sign_in_refuses_every_kind_of_bad_key, |backend: Backend| async move {
     let app = TestApp::spawn(backend).await;
-    let (key_id, secret) = create_api_key(&app.store, "acme", "test", None).await.unwrap();
-    let (old_id, old_secret) = create_api_key(&app.store, "acme", "expired", Some(-1)).await.unwrap();
-    let (revoked_id, revoked_secret) = create_api_key(&app.store, "acme", "revoked", None).await.unwrap();
-    app.store.revoke_api_key("acme", &revoked_id).await.unwrap();
+    let (key_id, secret) = create_api_key(&app.store, &org("acme"), "test", None).await.unwrap();
+    let (old_id, old_secret) = create_api_key(&app.store, &org("acme"), "expired", Some(-1)).await.unwrap();
+    let (revoked_id, revoked_secret) = create_api_key(&app.store, &org("acme"), "revoked", None).await.unwrap();
+    app.store.revoke_api_key(&org("acme"), &revoked_id).await.unwrap();
     let globex = app.other_org("globex").await;
-    let (globex_key, globex_secret) = create_api_key(&app.store, "globex", "theirs", None).await.unwrap();
+    let (globex_key, globex_secret) = create_api_key(&app.store, &org("globex"), "theirs", None).await.unwrap();
     let admin = app.admin.id.clone();
     for (key, id, user) in [
         ("tsk_wrong", key_id.as_str(), admin.as_str()),
@@ -52,7 +52,7 @@ both_backends!(sign_in_refuses_every_kind_of_bad_key, |backend: Backend| async m
             "{key} {id} {user}"
         );
     }
-    let r = sign_in(&app, "nowhere", &secret, &key_id, &admin).await;
+    let r = sign_in(&app, "nowhere", &secret, key_id.as_str(), &admin).await;
     assert_eq!((r.status, r.detail()), (404, "Specified organization is not found."));
     let r = app
         .request(Method::POST, "/v1/acme/user/signin_with_api_key", "")

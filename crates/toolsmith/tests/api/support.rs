@@ -11,7 +11,7 @@ use serde_json::Value;
 use toolsmith::app::Settings;
 use toolsmith::config::Switch;
 use toolsmith::identity::token::TokenSigner;
-use toolsmith_domain::{ObjectId, Role};
+use toolsmith_domain::{Role, UserId};
 use toolsmith_store::secrets::{Keyring, SecretKey};
 use toolsmith_store::Store;
 
@@ -110,9 +110,10 @@ impl TestApp {
         let token_key = vec![42u8; 32];
         let store = Store::open(&database_url, keyring.clone()).await.expect("open store");
         let mut app = TestApp::serve(backend, database_url, store, keyring, token_key, dir, options).await;
-        let admin_id =
-            toolsmith::bootstrap::create_org_with_admin(&app.store, &app.repos(), "acme", "Acme").await.expect("org");
-        app.admin = User { id: admin_id.clone(), token: app.token("acme", &admin_id) };
+        let admin_id = toolsmith::bootstrap::create_org_with_admin(&app.store, &app.repos(), &org("acme"), "Acme")
+            .await
+            .expect("org");
+        app.admin = User { id: admin_id.to_string(), token: app.token("acme", admin_id.as_str()) };
         app
     }
 
@@ -179,18 +180,20 @@ impl TestApp {
 
     /// Creates a user of `org` holding `roles` there.
     pub async fn user(&self, org: &str, roles: &[Role]) -> User {
-        let id = ObjectId::generate().to_string();
-        self.store.create_user(org, &id, "test user").await.expect("user");
+        let id = UserId::generate();
+        self.store.create_user(&self::org(org), &id, "test user").await.expect("user");
         for role in roles {
-            self.store.grant_role(org, org, &id, *role).await.expect("grant");
+            self.store.grant_role(&self::org(org), &user_ref(org, id.as_str()), *role).await.expect("grant");
         }
-        User { id: id.clone(), token: self.token(org, &id) }
+        User { id: id.to_string(), token: self.token(org, id.as_str()) }
     }
 
     /// Creates another organization and returns its admin.
     pub async fn other_org(&self, org: &str) -> User {
-        let id = toolsmith::bootstrap::create_org_with_admin(&self.store, &self.repos(), org, org).await.expect("org");
-        User { id: id.clone(), token: self.token(org, &id) }
+        let id = toolsmith::bootstrap::create_org_with_admin(&self.store, &self.repos(), &self::org(org), org)
+            .await
+            .expect("org");
+        User { id: id.to_string(), token: self.token(org, id.as_str()) }
     }
 
     /// Starts a request with a bearer token (none when `token` is empty).
@@ -397,4 +400,14 @@ fn without_direct_sources(body: &Value) -> Value {
         }
     }
     body
+}
+
+/// An organization id of the tests.
+pub fn org(slug: &str) -> toolsmith_domain::OrgId {
+    toolsmith_domain::OrgId::parse(slug).expect("organization slug")
+}
+
+/// A user of an organization, as the store names one.
+pub fn user_ref(org: &str, user_id: &str) -> toolsmith_store::UserRef {
+    toolsmith_store::UserRef { org_id: self::org(org), user_id: user_id.parse().expect("user id") }
 }

@@ -10,6 +10,8 @@ use serde_json::Value;
 use toolsmith_domain::EnvVarName;
 use toolsmith_store::{EnvVarChanges, EnvVarInsert};
 
+use toolsmith_domain::ToolId;
+
 use crate::app::AppState;
 use crate::http::error::{ApiError, Loc};
 use crate::http::extract::{JsonBody, PathParams};
@@ -25,7 +27,7 @@ pub async fn modify(
     path: PathParams,
     JsonBody(body): JsonBody,
 ) -> Result<StatusCode, ApiError> {
-    let tool_id = path.object_id("tool_id")?;
+    let tool_id = path.id::<ToolId>("tool_id")?;
     let fields = Fields::new(&body, vec![Loc::from("body")]);
     let mut problems = Problems::default();
     let mut seen: HashMap<String, Vec<Loc>> = HashMap::new();

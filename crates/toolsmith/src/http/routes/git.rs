@@ -32,17 +32,17 @@ pub async fn serve(
     if wanted.service() == Service::ReceivePack {
         caller.require(Permission::PushRepo).map_err(&to_api)?;
     }
-    let org = caller.org_id.clone();
+    let org = caller.org.clone();
     service::repo::ensure_repo(&state, &org).await.map_err(&to_api)?;
     let protocol = smart_http::protocol(request.headers().get("git-protocol").and_then(|v| v.to_str().ok()));
     let repos = state.repos();
     let response = match wanted {
-        GitRequest::InfoRefs(service) => repos.info_refs(&org, service, protocol).await,
+        GitRequest::InfoRefs(service) => repos.info_refs(org.as_str(), service, protocol).await,
         GitRequest::Rpc(service) => {
             let gzip =
                 request.headers().get(CONTENT_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
             let body = request.into_body().into_data_stream().map(|chunk| chunk.map_err(std::io::Error::other));
-            repos.rpc(&org, service, body, gzip, protocol).await
+            repos.rpc(org.as_str(), service, body, gzip, protocol).await
         }
     }
     .map_err(|e| to_api(service::Error::from_repo(e)))?;

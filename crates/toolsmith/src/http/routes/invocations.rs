@@ -14,7 +14,7 @@
 use axum::extract::{RawQuery, State};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
-use toolsmith_domain::Specifier;
+use toolsmith_domain::{InvocationId, ObjectId, Specifier};
 use toolsmith_store::{InvocationSortField, SearchField, SourceType};
 
 use crate::app::AppState;
@@ -61,12 +61,18 @@ fn enum_list<T: Copy>(q: &Query, name: &str, allowed: &[(&str, T)], problems: &m
     out
 }
 
+fn object_ids(q: &Query, name: &str, problems: &mut Problems) -> Vec<String> {
+    q.id_list::<ObjectId>(name, problems).into_iter().map(String::from).collect()
+}
+
 fn parse_filters(q: &Query, problems: &mut Problems) -> Filters {
     Filters {
         tool_ids: q.id_list("tool_id", problems),
         source_types: enum_list(q, "invocation_source_type", &source_type_values(), problems),
-        conversation_ids: q.id_list("conversation_id", problems),
-        simulation_run_ids: q.id_list("simulation_unit_test_set_run_id", problems),
+        // Conversations and simulation runs are other services' objects: their ids are checked
+        // for shape and kept as text.
+        conversation_ids: object_ids(q, "conversation_id", problems),
+        simulation_run_ids: object_ids(q, "simulation_unit_test_set_run_id", problems),
         succeeded: q.opt_bool("succeeded", problems),
     }
 }
@@ -167,7 +173,7 @@ pub async fn logs(
     Extension(caller): Extension<Caller>,
     path: PathParams,
 ) -> Result<Json<InvocationLogsOut>, ApiError> {
-    let id = path.object_id("invocation_id")?;
+    let id = path.id::<InvocationId>("invocation_id")?;
     let record =
         service::invocations::logs(&state, &caller, &id).await.map_err(ApiError::from_service(&GET_INVOCATION_LOGS))?;
     Ok(Json(InvocationLogsOut { invocation_id: record.id, logs: record.logs }))

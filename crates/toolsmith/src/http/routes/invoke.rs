@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::Value;
 
+use toolsmith_domain::ToolId;
+
 use crate::app::AppState;
 use crate::http::error::{ApiError, Loc};
 use crate::http::extract::{JsonBody, PathParams};
@@ -32,7 +34,7 @@ pub async fn invoke(
     if attaches_source(&body) {
         caller.require(Permission::AttachInvocationSource).map_err(&to_api)?;
     }
-    let tool_id = path.object_id("tool_id")?;
+    let tool_id = path.id::<ToolId>("tool_id")?;
     let wanted = path.0.get("version").cloned().unwrap_or_default();
     let mut problems = Problems::default();
     let inputs = parse_inputs(&body, &mut problems);

@@ -4,6 +4,8 @@
 use axum::extract::State;
 use axum::{Extension, Json};
 
+use toolsmith_domain::UserId;
+
 use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::PathParams;
@@ -18,9 +20,9 @@ async fn set(
     access: bool,
     op: &'static Operation,
 ) -> Result<Json<RepoAccessOut>, ApiError> {
-    let user_id = path.object_id("user_id")?;
+    let user_id = path.id::<UserId>("user_id")?;
     service::repo_access::set(state, caller, &user_id, access).await.map_err(ApiError::from_service(op))?;
-    Ok(Json(RepoAccessOut { org_id: caller.org_id.clone(), user_id, tool_repo_access: access }))
+    Ok(Json(RepoAccessOut { org_id: caller.org.clone(), user_id, tool_repo_access: access }))
 }
 
 /// Grants the user read access.

@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use toolsmith_domain::time::Timestamp;
-use toolsmith_domain::OrgId;
+use toolsmith_domain::{ApiKeyId, OrgId, UserId};
 
 use crate::app::AppState;
 use crate::http::error::{ApiError, FieldError, Loc};
@@ -36,7 +36,7 @@ pub async fn sign_in(
 
     let store = state.store();
     let org = OrgId::parse(&org).map_err(|_| ApiError::not_found(SIGN_IN.org_not_found))?;
-    if store.get_org(org.as_str()).await?.is_none() {
+    if store.get_org(&org).await?.is_none() {
         return Err(ApiError::not_found(SIGN_IN.org_not_found));
     }
     // Throttled per key id: guessing a key's secret is limited to a handful of tries a minute.
@@ -49,20 +49,21 @@ pub async fn sign_in(
         return Err(err);
     }
 
-    let record = store
-        .get_api_key(org.as_str(), &key_id)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, REFUSED))?;
+    let refused = || ApiError::new(StatusCode::UNAUTHORIZED, REFUSED);
+    let (Ok(key_id), Ok(user_id)) = (key_id.parse::<ApiKeyId>(), user_id.parse::<UserId>()) else {
+        return Err(refused());
+    };
+    let record = store.get_api_key(&org, &key_id).await?.ok_or_else(refused)?;
     let now = Timestamp::now();
     let live = record.revoked_at.is_none() && record.expires_at.is_none_or(|at| at > now);
     if !live || !api_key::matches(&key, &record.secret_sha256) {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, REFUSED));
     }
-    if store.get_user(org.as_str(), &user_id).await?.is_none() {
+    if store.get_user(&org, &user_id).await?.is_none() {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, REFUSED));
     }
     let (id_token, expires_at) =
-        state.tokens().issue(org.as_str(), &user_id, state.settings().token_ttl.as_secs() as i64);
+        state.tokens().issue(org.as_str(), user_id.as_str(), state.settings().token_ttl.as_secs() as i64);
     let mut response = Json(SignInResponse { id_token, expires_at: expires_at.to_rfc3339() }).into_response();
     if let Some(status) = rate {
         response.headers_mut().extend(status.headers());

@@ -75,7 +75,7 @@ pub async fn test(
         .map_err(super::versions::publish_error(&TEST_TOOL, "The specified tool commit has failed CI checks:"))?;
     let mut response = Json(InvocationResults::new(tested.results)).into_response();
     if let Some(id) = tested.build_id {
-        if let Ok(value) = HeaderValue::from_str(&id) {
+        if let Ok(value) = HeaderValue::from_str(id.as_str()) {
             response.headers_mut().insert(HeaderName::from_static("x-toolsmith-build-id"), value);
         }
     }

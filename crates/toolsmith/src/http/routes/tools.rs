@@ -8,6 +8,8 @@ use toolsmith_domain::names::{parse_word_string, NameError};
 use toolsmith_domain::{Tag, TagFilter, ToolName};
 use toolsmith_store::{SortField, ToolQuery};
 
+use toolsmith_domain::ToolId;
+
 use crate::app::AppState;
 use crate::http::error::{ApiError, Loc};
 use crate::http::extract::{JsonBody, PathParams};
@@ -102,7 +104,7 @@ pub async fn modify(
     path: PathParams,
     JsonBody(body): JsonBody,
 ) -> Result<StatusCode, ApiError> {
-    let tool_id = path.object_id("tool_id")?;
+    let tool_id = path.id::<ToolId>("tool_id")?;
     let fields = Fields::new(&body, vec![Loc::from("body")]);
     let mut problems = Problems::default();
     let description = fields.opt_stripped_string("description", &mut problems);
@@ -124,7 +126,7 @@ pub async fn deprecate(
     Extension(caller): Extension<Caller>,
     path: PathParams,
 ) -> Result<StatusCode, ApiError> {
-    let tool_id = path.object_id("tool_id")?;
+    let tool_id = path.id::<ToolId>("tool_id")?;
     service::tools::deprecate(&state, &caller, &tool_id).await.map_err(ApiError::from_service(&DEPRECATE_TOOL))?;
     Ok(StatusCode::NO_CONTENT)
 }

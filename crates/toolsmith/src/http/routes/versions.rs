@@ -10,6 +10,8 @@ use toolsmith_build::pipeline::FailureKind;
 use toolsmith_domain::{BumpType, Specifier};
 use toolsmith_store::UserRef;
 
+use toolsmith_domain::{BuildId, OrgId, ToolId, UserId};
+
 use crate::app::AppState;
 use crate::http::error::{ApiError, Loc};
 use crate::http::extract::{JsonBody, PathParams};
@@ -20,8 +22,11 @@ use crate::service::publish::{Publish, PublishError};
 use crate::service::versions::{VersionQuery, VersionSort};
 use crate::service::{self, Caller};
 
-fn build_header(id: &str) -> (HeaderName, HeaderValue) {
-    (HeaderName::from_static("x-toolsmith-build-id"), HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("")))
+fn build_header(id: &BuildId) -> (HeaderName, HeaderValue) {
+    (
+        HeaderName::from_static("x-toolsmith-build-id"),
+        HeaderValue::from_str(id.as_str()).unwrap_or(HeaderValue::from_static("")),
+    )
 }
 
 /// Reads `project_path`: relative, matching the contract's `^[-\w\d_/]+$`, without empty parts.
@@ -68,7 +73,7 @@ pub async fn publish(
     path: PathParams,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let tool_id = path.object_id("tool_id")?;
+    let tool_id = path.id::<ToolId>("tool_id")?;
     let fields = Fields::new(&body, vec![Loc::from("body")]);
     let mut problems = Problems::default();
     let project_path = project_path(&fields, &mut problems);
@@ -122,7 +127,7 @@ pub async fn list(
     path: PathParams,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<VersionsPage>, ApiError> {
-    let tool_id = path.object_id("tool_id")?;
+    let tool_id = path.id::<ToolId>("tool_id")?;
     let q = Query::parse(raw.as_deref());
     let mut problems = Problems::default();
     let deprecated = q.opt_bool("deprecated", &mut problems);
@@ -142,10 +147,14 @@ pub async fn list(
         },
     };
     let mut creators = Vec::new();
+    let creator_filter = !q.all("creator").is_empty();
     for (i, raw) in q.all("creator").iter().enumerate() {
         match raw.split_once(',') {
             Some((org, user)) if !org.is_empty() && !user.is_empty() => {
-                creators.push(UserRef { org_id: org.to_owned(), user_id: user.to_owned() })
+                // A creator that is no user this server could have made matches no version.
+                if let (Ok(org_id), Ok(user_id)) = (OrgId::parse(org), user.parse::<UserId>()) {
+                    creators.push(UserRef { org_id, user_id });
+                }
             }
             _ => problems.push(
                 vec![Loc::from("query"), Loc::from("creator"), Loc::from(i)],
@@ -171,7 +180,7 @@ pub async fn list(
     let query = VersionQuery {
         deprecated,
         specifier,
-        creators,
+        creators: creator_filter.then_some(creators),
         sort,
         limit: usize::try_from(limit).unwrap_or(0),
         offset: usize::try_from(offset).unwrap_or(usize::MAX),
@@ -188,7 +197,7 @@ pub async fn deprecate(
     Extension(caller): Extension<Caller>,
     path: PathParams,
 ) -> Result<StatusCode, ApiError> {
-    let tool_id = path.object_id("tool_id")?;
+    let tool_id = path.id::<ToolId>("tool_id")?;
     let raw = path.0.get("versions").cloned().unwrap_or_default();
     let specifier = Specifier::parse(&raw).map_err(|why| {
         ApiError::invalid(
@@ -210,7 +219,7 @@ pub async fn build_log(
     Extension(caller): Extension<Caller>,
     path: PathParams,
 ) -> Result<Json<BuildOut>, ApiError> {
-    let id = path.object_id("build_id")?;
+    let id = path.id::<BuildId>("build_id")?;
     let build = service::versions::build(&state, &caller, &id).await.map_err(ApiError::from_service(&GET_BUILD))?;
     Ok(Json(BuildOut::from(build)))
 }

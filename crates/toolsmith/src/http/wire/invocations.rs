@@ -3,6 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 use toolsmith_domain::InvocationSource;
+use toolsmith_domain::{InvocationId, OrgId, ToolId};
 use toolsmith_store::{Invocation, InvocationPage};
 
 use super::{ToolUserInfo, VersionOut};
@@ -37,9 +38,9 @@ pub enum InvocationStatus {
 #[derive(Debug, Serialize)]
 pub struct ToolInvocationInstance {
     /// The invocation's id.
-    pub id: String,
+    pub id: InvocationId,
     /// The organization.
-    pub org_id: String,
+    pub org_id: OrgId,
     /// When it was invoked.
     pub created_at: String,
     /// When the record last changed.
@@ -51,7 +52,7 @@ pub struct ToolInvocationInstance {
     /// How long it ran.
     pub duration_ms: i64,
     /// The tool.
-    pub tool_id: String,
+    pub tool_id: ToolId,
     /// The version.
     pub tool_version: VersionOut,
     /// The input parameters.
@@ -129,7 +130,7 @@ impl SearchHits {
 #[derive(Debug, Serialize)]
 pub struct InvocationLogsOut {
     /// The invocation.
-    pub invocation_id: String,
+    pub invocation_id: InvocationId,
     /// Its captured output, masked.
     pub logs: String,
 }

@@ -14,15 +14,16 @@ pub mod versions;
 
 use serde::Serialize;
 use toolsmith_domain::Version;
+use toolsmith_domain::{OrgId, UserId};
 use toolsmith_store::UserRef;
 
 /// `UserInfo` of tools: `{org_id, user_id}`.
 #[derive(Debug, Serialize)]
 pub struct ToolUserInfo {
     /// The user's organization.
-    pub org_id: String,
+    pub org_id: OrgId,
     /// The user's id.
-    pub user_id: String,
+    pub user_id: UserId,
 }
 
 impl From<&UserRef> for ToolUserInfo {

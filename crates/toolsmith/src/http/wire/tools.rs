@@ -1,6 +1,7 @@
 //! Tools: the listing, creation and the tool instance.
 
 use serde::Serialize;
+use toolsmith_domain::{OrgId, ToolId};
 use toolsmith_store::Tool;
 
 use super::ToolUserInfo;
@@ -18,9 +19,9 @@ pub struct TagOut {
 #[derive(Debug, Serialize)]
 pub struct ToolInstance {
     /// The tool's id.
-    pub id: String,
+    pub id: ToolId,
     /// Its organization.
-    pub org_id: String,
+    pub org_id: OrgId,
     /// Creation time.
     pub created_at: String,
     /// Last change.
@@ -86,5 +87,5 @@ pub struct GetToolsResponse {
 #[derive(Debug, Serialize)]
 pub struct CreateToolResponse {
     /// The new tool's id.
-    pub id: String,
+    pub id: ToolId,
 }

@@ -1,6 +1,7 @@
 //! Users: signing in with an API key, and access to the tool repository.
 
 use serde::Serialize;
+use toolsmith_domain::{OrgId, UserId};
 
 /// The sign-in response.
 #[derive(Debug, Serialize)]
@@ -15,9 +16,9 @@ pub struct SignInResponse {
 #[derive(Debug, Serialize)]
 pub struct RepoAccessOut {
     /// The organization.
-    pub org_id: String,
+    pub org_id: OrgId,
     /// The user.
-    pub user_id: String,
+    pub user_id: UserId,
     /// Whether the user may now read the repository.
     pub tool_repo_access: bool,
 }

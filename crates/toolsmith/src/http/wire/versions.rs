@@ -1,6 +1,7 @@
 //! Versions: the version instance, the listing, publishing's answer and build records.
 
 use serde::Serialize;
+use toolsmith_domain::{BuildId, OrgId, ToolId, UserId, VersionId};
 use toolsmith_store::{BuildRecord, ToolVersion, UserRef};
 
 use super::VersionOut;
@@ -11,9 +12,9 @@ use crate::service::versions::{VersionPage, VersionQuery};
 #[derive(Debug, Serialize)]
 pub struct VersionUserInfo {
     /// The user's id.
-    pub user_id: String,
+    pub user_id: UserId,
     /// The user's organization.
-    pub user_org_id: String,
+    pub user_org_id: OrgId,
 }
 
 impl From<&UserRef> for VersionUserInfo {
@@ -26,15 +27,15 @@ impl From<&UserRef> for VersionUserInfo {
 #[derive(Debug, Serialize)]
 pub struct ToolVersionInstance {
     /// The version record's id.
-    pub id: String,
+    pub id: VersionId,
     /// The organization.
-    pub org_id: String,
+    pub org_id: OrgId,
     /// Publication time.
     pub created_at: String,
     /// Last change.
     pub updated_at: String,
     /// The tool.
-    pub tool_id: String,
+    pub tool_id: ToolId,
     /// `{major, minor, patch}`.
     pub version: VersionOut,
     /// Non-secret env vars it needs.
@@ -140,9 +141,9 @@ impl NewVersionOut {
 #[derive(Debug, Serialize)]
 pub struct BuildOut {
     /// Its id.
-    pub id: String,
+    pub id: BuildId,
     /// The tool, for publishes.
-    pub tool_id: Option<String>,
+    pub tool_id: Option<ToolId>,
     /// `publish` or `test`.
     pub kind: String,
     /// `running`, `succeeded` or `failed`.
