@@ -22,9 +22,10 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use toolsmith_runtime::cgroup::Cgroups;
 use toolsmith_runtime::sandbox::running_as_root;
-use toolsmith_runtime::{Identity, Mount, Network, Outcome, Sandbox, SandboxError};
+use toolsmith_runtime::{Identity, Mount, Network, Outcome, Sandbox, SandboxError, Secret};
 
-use crate::files::{read_project_file, ReadError, LOCK_MAX_BYTES};
+use crate::blocking::unblock;
+use crate::files::{read_project_file_async, ReadError, LOCK_MAX_BYTES};
 use crate::log::Log;
 use crate::steps::{BuildLimits, Confined};
 use crate::tree;
@@ -38,7 +39,8 @@ const UV: &str = "/opt/uv/uv";
 const CACHE: &str = "/uv-cache";
 
 /// Environment variables passed from the server to uv when set: how the machine reaches its
-/// package index (mirrors, proxies, certificates).
+/// package index (mirrors, proxies, certificates). They are read once, when the toolchain is
+/// discovered.
 const PASSED_TO_UV: &[&str] = &[
     "UV_INDEX_URL",
     "UV_DEFAULT_INDEX",
@@ -65,6 +67,9 @@ pub struct Toolchain {
     pub base_prefix: PathBuf,
     /// Its version (`3.11.7`), part of every environment key.
     pub version: String,
+    /// The server's settings for reaching the package index ([`PASSED_TO_UV`]) as they were at
+    /// discovery. An index URL or a proxy may carry credentials, hence a [`Secret`].
+    uv_env: Secret<Vec<(String, String)>>,
 }
 
 impl Toolchain {
@@ -94,12 +99,15 @@ impl Toolchain {
                 find_uv(python).await.ok_or("uv not found: install it with `python3 -m pip install uv` or set --uv")?
             }
         };
-        let uv = std::fs::canonicalize(&uv).map_err(|e| format!("uv at {}: {e}", uv.display()))?;
+        let uv = tokio::fs::canonicalize(&uv).await.map_err(|e| format!("uv at {}: {e}", uv.display()))?;
+        let uv_env =
+            PASSED_TO_UV.iter().filter_map(|name| Some((name.to_string(), std::env::var(name).ok()?))).collect();
         Ok(Toolchain {
             uv,
             python: PathBuf::from(exe),
             base_prefix: PathBuf::from(prefix),
             version: version.to_owned(),
+            uv_env: Secret::new(uv_env),
         })
     }
 
@@ -113,13 +121,11 @@ impl Toolchain {
             .env("UV_NO_PROGRESS", "1")
             .env("UV_PROJECT_ENVIRONMENT", ENV)
             .cwd(PROJECT);
-        for name in PASSED_TO_UV {
-            if let Ok(value) = std::env::var(name) {
-                sandbox = sandbox.env(name, &value);
+        for (name, value) in self.uv_env.expose() {
+            sandbox = sandbox.env(name, value);
+            if name == "SSL_CERT_FILE" {
+                sandbox = sandbox.mount(Mount::read_only(value));
             }
-        }
-        if let Ok(cert) = std::env::var("SSL_CERT_FILE") {
-            sandbox = sandbox.mount(Mount::read_only(cert));
         }
         sandbox
     }
@@ -192,6 +198,36 @@ fn private_dir(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// The organization's uv cache in `caches`, owned by its build identity.
+fn org_cache(caches: &Path, org_id: &str, identity: Identity) -> std::io::Result<PathBuf> {
+    let dir = caches.join(org_id);
+    private_dir(&dir)?;
+    // A cache made under another identity (another uid base) is still this organization's.
+    if running_as_root() && std::fs::symlink_metadata(&dir)?.uid() != identity.uid {
+        tree::give(&dir, identity)?;
+    }
+    Ok(dir)
+}
+
+/// A cache for this build alone (in its work directory), for the steps that may run build
+/// backends.
+fn throwaway_cache(work: &Path, identity: Identity) -> std::io::Result<PathBuf> {
+    let dir = work.join("uv-cache");
+    private_dir(&dir)?;
+    tree::give(&dir, identity)?;
+    Ok(dir)
+}
+
+/// Makes `staging` the empty directory uv installs an environment into, owned by `identity`;
+/// `fresh` removes what an earlier attempt left there first.
+fn stage(staging: &Path, identity: Identity, fresh: bool) -> std::io::Result<()> {
+    if fresh {
+        tree::remove(staging)?;
+    }
+    std::fs::DirBuilder::new().mode(0o755).create(staging)?;
+    tree::give(staging, identity)
+}
+
 impl EnvStore {
     /// Environments under `data/envs`, uv caches under `data/uv-caches`, scratch space under
     /// `data/tmp` (where what dead servers left is removed now). The cache that every
@@ -243,25 +279,6 @@ impl EnvStore {
         self.cgroups.as_ref().as_ref().ok()
     }
 
-    /// The organization's uv cache, owned by its build identity.
-    fn org_cache(&self, org_id: &str, identity: Identity) -> std::io::Result<PathBuf> {
-        let dir = self.caches.join(org_id);
-        private_dir(&dir)?;
-        // A cache made under another identity (another uid base) is still this organization's.
-        if running_as_root() && std::fs::symlink_metadata(&dir)?.uid() != identity.uid {
-            tree::give(&dir, identity)?;
-        }
-        Ok(dir)
-    }
-
-    /// A cache for this build alone, for the steps that may run build backends.
-    fn throwaway_cache(&self, job: &UvJob<'_>) -> std::io::Result<PathBuf> {
-        let dir = job.work.join("uv-cache");
-        private_dir(&dir)?;
-        tree::give(&dir, job.identity)?;
-        Ok(dir)
-    }
-
     async fn run_uv(&self, job: &UvJob<'_>, mounts: Vec<Mount>, args: &[&str]) -> Result<Outcome, UvError> {
         let mut sandbox = job.toolchain.sandbox().network(job.network.clone());
         for mount in mounts {
@@ -276,10 +293,16 @@ impl EnvStore {
     /// sandbox.
     pub(crate) async fn lock(&self, job: &UvJob<'_>, project: &Path, log: &mut Log) -> Result<Vec<u8>, UvError> {
         let copy = job.work.join("lock");
-        std::fs::create_dir(&copy).map_err(UvError::Io)?;
-        copy_tree(project, &copy).map_err(UvError::Io)?;
-        tree::give(&copy, job.identity).map_err(UvError::Io)?;
-        let cache = self.org_cache(job.org_id, job.identity).map_err(UvError::Io)?;
+        let (from, to, caches, org_id, identity) =
+            (project.to_owned(), copy.clone(), self.caches.clone(), job.org_id.to_owned(), job.identity);
+        let cache = unblock(move || {
+            std::fs::create_dir(&to)?;
+            copy_tree(&from, &to)?;
+            tree::give(&to, identity)?;
+            org_cache(&caches, &org_id, identity)
+        })
+        .await
+        .map_err(UvError::Io)?;
         let python = job.toolchain.python.to_string_lossy().into_owned();
         let wheels_only = self
             .run_uv(
@@ -296,7 +319,8 @@ impl EnvStore {
             log.line(
                 "resolving without building anything failed: again with builds allowed, in a cache of this build's own",
             );
-            let throwaway = self.throwaway_cache(job).map_err(UvError::Io)?;
+            let (work, identity) = (job.work.to_owned(), job.identity);
+            let throwaway = unblock(move || throwaway_cache(&work, identity)).await.map_err(UvError::Io)?;
             let built = self
                 .run_uv(
                     job,
@@ -311,7 +335,7 @@ impl EnvStore {
         } else {
             log.outcome(&wheels_only);
         }
-        match read_project_file(&copy, "uv.lock", LOCK_MAX_BYTES) {
+        match read_project_file_async(&copy, "uv.lock", LOCK_MAX_BYTES).await {
             Ok(lock) => Ok(lock),
             Err(ReadError::Refused(why)) => Err(UvError::Refused(format!("the resolved lock: {why}"))),
             Err(ReadError::Missing(_)) => Err(UvError::Refused("uv wrote no uv.lock".into())),
@@ -330,24 +354,29 @@ impl EnvStore {
     ) -> Result<ReadyEnv, UvError> {
         let key = EnvStore::key(job.org_id, lock, job.toolchain);
         let dir = self.path_of(&key);
-        if dir.join(".complete").exists() {
+        let staging = job.work.join("env");
+        let identity = job.identity;
+        let prepared = {
+            let (dir, org_envs, caches, org_id, staging) =
+                (dir.clone(), self.root.join(job.org_id), self.caches.clone(), job.org_id.to_owned(), staging.clone());
+            unblock(move || {
+                if dir.join(".complete").exists() {
+                    return Ok(None);
+                }
+                std::fs::create_dir_all(&org_envs)?;
+                let cache = org_cache(&caches, &org_id, identity)?;
+                stage(&staging, identity, false)?;
+                Ok(Some(cache))
+            })
+            .await
+            .map_err(UvError::Io)?
+        };
+        let Some(cache) = prepared else {
             log.line(&format!("reusing environment {key}"));
             return Ok(ReadyEnv { key, dir, reused: true });
-        }
-        let org_envs = self.root.join(job.org_id);
-        std::fs::create_dir_all(&org_envs).map_err(UvError::Io)?;
-        let cache = self.org_cache(job.org_id, job.identity).map_err(UvError::Io)?;
+        };
         let python = job.toolchain.python.to_string_lossy().into_owned();
         let sync = [UV, "sync", "--frozen", "--no-install-project", "--python", &python];
-        let staging = job.work.join("env");
-        let stage = |fresh: bool| -> std::io::Result<()> {
-            if fresh {
-                tree::remove(&staging)?;
-            }
-            std::fs::DirBuilder::new().mode(0o755).create(&staging)?;
-            tree::give(&staging, job.identity)
-        };
-        stage(false).map_err(UvError::Io)?;
         let wheels_only = self
             .run_uv(
                 job,
@@ -365,8 +394,13 @@ impl EnvStore {
             }
             log.outcome(&wheels_only);
             log.line("installing without building anything failed: again with builds allowed, in a cache of this build's own");
-            stage(true).map_err(UvError::Io)?;
-            let throwaway = self.throwaway_cache(job).map_err(UvError::Io)?;
+            let (restaged, work) = (staging.clone(), job.work.to_owned());
+            let throwaway = unblock(move || {
+                stage(&restaged, identity, true)?;
+                throwaway_cache(&work, identity)
+            })
+            .await
+            .map_err(UvError::Io)?;
             let built = self
                 .run_uv(
                     job,
@@ -385,14 +419,19 @@ impl EnvStore {
         } else {
             log.outcome(&wheels_only);
         }
-        tree::seal(&staging).map_err(UvError::Io)?;
-        mark_complete(&staging, &key).map_err(UvError::Io)?;
-        match std::fs::rename(&staging, &dir) {
-            Ok(()) => {}
-            // Another build finished the same environment first; theirs is identical.
-            Err(_) if dir.join(".complete").exists() => {}
-            Err(e) => return Err(UvError::Io(e)),
-        }
+        let (marker, target) = (key.clone(), dir.clone());
+        unblock(move || {
+            tree::seal(&staging)?;
+            mark_complete(&staging, &marker)?;
+            match std::fs::rename(&staging, &target) {
+                Ok(()) => Ok(()),
+                // Another build finished the same environment first; theirs is identical.
+                Err(_) if target.join(".complete").exists() => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+        .map_err(UvError::Io)?;
         Ok(ReadyEnv { key, dir, reused: false })
     }
 }
@@ -430,4 +469,29 @@ pub(crate) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_toolchain_shows_no_index_or_proxy_credentials() {
+        let toolchain = Toolchain {
+            uv: PathBuf::from("/usr/bin/uv"),
+            python: PathBuf::from("/usr/bin/python3"),
+            base_prefix: PathBuf::from("/usr"),
+            version: "3.11.7".to_owned(),
+            uv_env: Secret::new(vec![
+                ("UV_INDEX_URL".to_owned(), "https://builder:pypi-tok-6c1d@mirror.example/simple".to_owned()),
+                ("HTTPS_PROXY".to_owned(), "http://ops:proxy-pass-93@proxy.example:3128".to_owned()),
+            ]),
+        };
+        for text in [format!("{toolchain:?}"), format!("{toolchain:#?}")] {
+            for secret in ["pypi-tok-6c1d", "proxy-pass-93", "mirror.example", "proxy.example"] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+            assert!(text.contains("<redacted 2>") && text.contains("3.11.7"), "{text}");
+        }
+    }
 }

@@ -90,6 +90,14 @@ pub fn read_project_file(dir: &Path, name: &str, cap: u64) -> Result<Vec<u8>, Re
     Ok(content)
 }
 
+/// [`read_project_file`] on the blocking pool, for the build's async steps.
+pub(crate) async fn read_project_file_async(dir: &Path, name: &str, cap: u64) -> Result<Vec<u8>, ReadError> {
+    let (dir, file) = (dir.to_owned(), name.to_owned());
+    crate::blocking::unblock(move || Ok(read_project_file(&dir, &file, cap)))
+        .await
+        .unwrap_or_else(|e| Err(ReadError::Io(name.to_owned(), e)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

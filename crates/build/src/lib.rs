@@ -4,11 +4,14 @@
 //! it runnable: it exports the tree into a private work directory ([`export`], [`scratch`]),
 //! reads `pyproject.toml` as data ([`files`], [`project`]), resolves and installs its
 //! dependencies with uv into an environment of the organization's own ([`environment`]), runs
-//! the project's tests, and derives the input schema from the entrypoint ([`pipeline`]).
+//! the project's tests, and derives the input and output schemas from the entrypoint
+//! ([`pipeline`]). Its filesystem work runs on the blocking pool, off the executor that serves
+//! requests.
 //! Installation, tests and schema extraction all run in the runtime's sandbox, each step under
 //! its own limits and as one of the organization's host identities ([`steps`]); what sandboxes
 //! wrote is handled without trusting it ([`tree`]).
 
+mod blocking;
 pub mod environment;
 pub mod export;
 pub mod files;

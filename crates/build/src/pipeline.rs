@@ -15,9 +15,10 @@ use sha2::{Digest, Sha256};
 use toolsmith_runtime::introspect::{introspect, Introspection, PythonEnv};
 use toolsmith_runtime::{Mount, Network, Outcome, Sandbox};
 
+use crate::blocking::unblock;
 use crate::environment::{copy_tree, EnvStore, ReadyEnv, Toolchain, UvError, UvJob, ENV};
 use crate::export::{export_tree, ExportError, TreeLimits};
-use crate::files::{read_project_file, ReadError, LOCK_MAX_BYTES, PYPROJECT_MAX_BYTES};
+use crate::files::{read_project_file_async, ReadError, LOCK_MAX_BYTES, PYPROJECT_MAX_BYTES};
 use crate::log::Log;
 use crate::project::ProjectSpec;
 use crate::scratch::WorkDir;
@@ -61,7 +62,10 @@ pub struct BuildOutput {
     pub input_schema: Value,
     /// Whether the entrypoint takes `context`.
     pub takes_context: bool,
-    /// SHA-256 over (source tree, lock, schema).
+    /// The schema of the entrypoint's result (the JSON the harness makes of it), derived from
+    /// its return annotation; `None` without one or when it has no JSON form (the log says why).
+    pub output_schema: Option<Value>,
+    /// SHA-256 over (source tree, lock, schemas).
     pub content_digest: String,
     /// The source tree with its lock, read-only from now on.
     pub artifact_dir: PathBuf,
@@ -107,17 +111,26 @@ fn tail_of(outcome: &Outcome) -> String {
     outcome.tail(1500).trim().to_owned()
 }
 
-/// Builds `input.project_path` at `input.commit`.
+/// Builds `input.project_path` at `input.commit`, in a work directory that is gone when it
+/// returns.
 pub async fn build(input: BuildInput<'_>) -> Result<BuildOutput, BuildFailure> {
-    let mut log = Log::default();
+    let log = Log::default();
     if toolsmith_domain::OrgId::parse(input.org_id).is_err() {
         return Err(log.fail(FailureKind::Internal, format!("{:?} is not an organization", input.org_id)));
     }
-    let work = match WorkDir::new(input.envs.scratch()) {
+    let scratch = input.envs.scratch().to_owned();
+    let work = match unblock(move || WorkDir::new(&scratch)).await {
         Ok(w) => w,
         Err(e) => return Err(log.fail(FailureKind::Internal, format!("no work directory: {e}"))),
     };
-    let source = work.path().join("project");
+    let built = build_in(input, work.path(), log).await;
+    work.remove().await;
+    built
+}
+
+/// The steps of [`build`], in the work directory `work`.
+async fn build_in(input: BuildInput<'_>, work: &Path, mut log: Log) -> Result<BuildOutput, BuildFailure> {
+    let source = work.join("project");
     log.step(&format!("export {} at {}", input.project_path, input.commit));
     if let Err(e) = std::fs::create_dir(&source)
         .and_then(|()| std::fs::set_permissions(&source, std::os::unix::fs::PermissionsExt::from_mode(0o755)))
@@ -134,7 +147,7 @@ pub async fn build(input: BuildInput<'_>) -> Result<BuildOutput, BuildFailure> {
     }
 
     log.step("read pyproject.toml");
-    let pyproject = match read_project_file(&source, "pyproject.toml", PYPROJECT_MAX_BYTES) {
+    let pyproject = match read_project_file_async(&source, "pyproject.toml", PYPROJECT_MAX_BYTES).await {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(_) => return Err(log.fail(FailureKind::InvalidProject, "pyproject.toml is not UTF-8 text")),
@@ -160,9 +173,9 @@ pub async fn build(input: BuildInput<'_>) -> Result<BuildOutput, BuildFailure> {
         identity: input.identities.build,
         network: &input.network,
         limits: &input.limits,
-        work: work.path(),
+        work,
     };
-    let lock = match read_project_file(&source, "uv.lock", LOCK_MAX_BYTES) {
+    let lock = match read_project_file_async(&source, "uv.lock", LOCK_MAX_BYTES).await {
         Ok(lock) => {
             log.step("uv.lock present: installing it as it is");
             lock
@@ -173,12 +186,11 @@ pub async fn build(input: BuildInput<'_>) -> Result<BuildOutput, BuildFailure> {
                 Ok(lock) => lock,
                 Err(e) => return Err(uv_failure(log, e, FailureKind::Resolution, "resolving the dependencies failed")),
             };
-            let written = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .open(source.join("uv.lock"))
-                .and_then(|mut f| f.write_all(&lock));
+            let (path, content) = (source.join("uv.lock"), lock.clone());
+            let written = unblock(move || {
+                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(path)?.write_all(&content)
+            })
+            .await;
             if let Err(e) = written {
                 return Err(log.fail(FailureKind::Internal, format!("keeping the resolved lock failed: {e}")));
             }
@@ -197,7 +209,12 @@ pub async fn build(input: BuildInput<'_>) -> Result<BuildOutput, BuildFailure> {
         Err(e) => return Err(uv_failure(log, e, FailureKind::Install, "installing the dependencies failed")),
     };
 
-    if has_tests(&source) {
+    let project = source.clone();
+    let tests = match unblock(move || Ok(has_tests(&project))).await {
+        Ok(tests) => tests,
+        Err(e) => return Err(log.fail(FailureKind::Internal, format!("reading the project failed: {e}"))),
+    };
+    if tests {
         log.step("run the tests (pytest)");
         let sandbox = Sandbox::new()
             .mount(Mount::read_only_at(&source, "/project"))
@@ -243,7 +260,7 @@ pub async fn build(input: BuildInput<'_>) -> Result<BuildOutput, BuildFailure> {
         log.step("no tests found");
     }
 
-    log.step(&format!("derive the input schema of {}", spec.entrypoint));
+    log.step(&format!("derive the input and output schemas of {}", spec.entrypoint));
     // The entrypoint is imported: the project's own code runs, as the organization's run
     // identity under the build's limits, as in its tests.
     let python_env = PythonEnv { venv: &env.dir, base_prefix: &input.toolchain.base_prefix };
@@ -253,8 +270,15 @@ pub async fn build(input: BuildInput<'_>) -> Result<BuildOutput, BuildFailure> {
     };
     let inspected = introspect(&python_env, &source, &spec.entrypoint, confined.sandbox()).await;
     drop(confined);
-    let (input_schema, takes_context) = match inspected {
-        Ok(Introspection::Schema { input_schema, takes_context }) => (input_schema, takes_context),
+    let (input_schema, takes_context, output_schema) = match inspected {
+        Ok(Introspection::Schema { input_schema, takes_context, output_schema, output_schema_problem }) => {
+            match (&output_schema, output_schema_problem) {
+                (Some(_), _) => log.line("output schema derived from the return annotation"),
+                (None, Some(why)) => log.line(&format!("no output schema: {why}")),
+                (None, None) => log.line("no output schema: the entrypoint has no return annotation"),
+            }
+            (input_schema, takes_context, output_schema)
+        }
         Ok(Introspection::Unusable { message, traceback, .. }) => {
             log.line(&traceback);
             return Err(log.fail(FailureKind::Entrypoint, message));
@@ -262,12 +286,15 @@ pub async fn build(input: BuildInput<'_>) -> Result<BuildOutput, BuildFailure> {
         Err(e) => return Err(log.fail(FailureKind::Entrypoint, format!("the entrypoint could not be inspected: {e}"))),
     };
 
-    let content_digest = match digest(&source, &lock_text, &input_schema) {
+    let (tree, locked, schema, output) =
+        (source.clone(), lock_text.clone(), input_schema.clone(), output_schema.clone());
+    let content_digest = match unblock(move || digest(&tree, &locked, &schema, output.as_ref())).await {
         Ok(d) => d,
         Err(e) => return Err(log.fail(FailureKind::Internal, format!("reading the source tree failed: {e}"))),
     };
     log.step(&format!("store the artifact {content_digest}"));
-    let artifact_dir = match keep_artifact(&source, input.artifacts, &content_digest) {
+    let (kept, artifacts, name) = (source.clone(), input.artifacts.to_owned(), content_digest.clone());
+    let artifact_dir = match unblock(move || keep_artifact(&kept, &artifacts, &name)).await {
         Ok(dir) => dir,
         Err(e) => return Err(log.fail(FailureKind::Internal, format!("storing the artifact failed: {e}"))),
     };
@@ -278,6 +305,7 @@ pub async fn build(input: BuildInput<'_>) -> Result<BuildOutput, BuildFailure> {
         env,
         input_schema,
         takes_context,
+        output_schema,
         content_digest,
         artifact_dir,
         log: log.0,
@@ -321,9 +349,10 @@ fn has_tests(project: &Path) -> bool {
 }
 
 /// SHA-256 over every file of the source tree (path and content, in path order), the lock and
-/// the schema: equal digests mean the same code, dependencies and interface. Files are hashed
-/// as streams, whatever their size.
-fn digest(source: &Path, lock: &str, schema: &Value) -> std::io::Result<String> {
+/// the schemas: equal digests mean the same code, dependencies and interface. Files are hashed
+/// as streams, whatever their size. A project without an output schema hashes as it did before
+/// output schemas were derived, so its artifact keeps its name.
+fn digest(source: &Path, lock: &str, schema: &Value, output_schema: Option<&Value>) -> std::io::Result<String> {
     let mut files = Vec::new();
     collect(source, source, &mut files)?;
     files.sort();
@@ -337,6 +366,10 @@ fn digest(source: &Path, lock: &str, schema: &Value) -> std::io::Result<String> 
     hash.update(lock.as_bytes());
     hash.update(b"\0schema\0");
     hash.update(schema.to_string().as_bytes());
+    if let Some(output_schema) = output_schema {
+        hash.update(b"\0output schema\0");
+        hash.update(output_schema.to_string().as_bytes());
+    }
     Ok(hex::encode(hash.finalize()))
 }
 

@@ -11,6 +11,7 @@
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// This host's name, as a file name.
 fn host() -> String {
@@ -76,9 +77,10 @@ pub fn prepare(tmp: &Path) -> std::io::Result<PathBuf> {
 }
 
 /// A private work directory inside the scratch directory, removed (however hostile its
-/// contents) when dropped.
+/// contents) by [`WorkDir::remove`] or, failing that, when dropped.
 #[derive(Debug)]
 pub struct WorkDir {
+    /// Empty once removed.
     path: PathBuf,
 }
 
@@ -94,12 +96,50 @@ impl WorkDir {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Removes the directory on the blocking pool and returns once it is gone: what a build
+    /// leaves in it (a copy of the project, a half-installed environment, a cache of built
+    /// wheels) can take a while to remove.
+    pub async fn remove(mut self) {
+        let path = std::mem::take(&mut self.path);
+        let _ = tokio::task::spawn_blocking(move || remove_logged(&path, &[])).await;
+    }
 }
 
+/// Removes `path`, and after a failure again after each of `retries`.
+fn remove_logged(path: &Path, retries: &[Duration]) {
+    let mut result = crate::tree::remove(path);
+    for wait in retries {
+        if result.is_ok() {
+            return;
+        }
+        std::thread::sleep(*wait);
+        result = crate::tree::remove(path);
+    }
+    if let Err(e) = result {
+        tracing::warn!(path = %path.display(), error = %e, "could not remove a build's work directory");
+    }
+}
+
+/// How long a dropped work directory's removal keeps trying: a step of the cancelled build
+/// that was running on the blocking pool goes on writing into the directory until it ends.
+const AFTER_CANCEL: [Duration; 4] =
+    [Duration::from_millis(100), Duration::from_millis(500), Duration::from_secs(2), Duration::from_secs(5)];
+
 impl Drop for WorkDir {
+    /// A build that ends normally removes its directory itself; one whose future was dropped
+    /// (its request went away) or that panicked gets here. Inside a runtime the removal goes to
+    /// the blocking pool, so that the executor thread dropping the build is not held up by it;
+    /// what is left (the runtime shut down first, a step never stopped writing) goes at the
+    /// next start of the server, with the rest of this process's scratch space.
     fn drop(&mut self) {
-        if let Err(e) = crate::tree::remove(&self.path) {
-            tracing::warn!(path = %self.path.display(), error = %e, "could not remove a build's work directory");
+        if self.path.as_os_str().is_empty() {
+            return;
+        }
+        let path = std::mem::take(&mut self.path);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || remove_logged(&path, &AFTER_CANCEL))),
+            Err(_) => remove_logged(&path, &[]),
         }
     }
 }
@@ -129,5 +169,29 @@ mod tests {
         let path = work.path().to_owned();
         drop(work);
         assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn a_work_directory_goes_whether_removed_or_dropped_in_a_runtime() {
+        let scratch = tempfile::tempdir().unwrap();
+        let filled = || {
+            let work = WorkDir::new(scratch.path()).unwrap();
+            std::fs::create_dir_all(work.path().join("env/lib")).unwrap();
+            std::fs::write(work.path().join("env/lib/site.py"), "x").unwrap();
+            let path = work.path().to_owned();
+            (work, path)
+        };
+        let (work, path) = filled();
+        work.remove().await;
+        assert!(!path.exists(), "removed by the time remove returns");
+
+        // A build whose future is dropped: the removal is handed to the blocking pool.
+        let (work, path) = filled();
+        drop(work);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while path.exists() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(!path.exists(), "removed after the drop");
     }
 }

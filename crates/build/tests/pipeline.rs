@@ -115,6 +115,8 @@ async fn builds_the_scaffold_and_explains_each_kind_of_failure() {
     let built = run(main.clone(), "hello_world").await.unwrap_or_else(|f| panic!("{}\n{}", f.message, f.log));
     assert_eq!(built.spec.entrypoint, "hello_world.tool:run");
     assert_eq!(built.input_schema["required"], serde_json::json!(["name"]));
+    assert_eq!(built.output_schema, Some(serde_json::json!({"type": "string"})), "`run` returns a str");
+    assert!(built.log.contains("output schema derived from the return annotation"), "{}", built.log);
     assert!(built.log.contains("passed"), "the scaffold's tests ran: {}", built.log);
     assert!(built.artifact_dir.join("uv.lock").exists(), "the resolved lock is kept with the artifact");
     let again = run(main.clone(), "hello_world").await.unwrap();
@@ -153,8 +155,15 @@ async fn builds_the_scaffold_and_explains_each_kind_of_failure() {
             ("importerr/p/__init__.py", ""),
             ("importerr/p/tool.py", "import not_a_real_module_anywhere\n"),
             ("nocontract/pyproject.toml", "[project]\nname = \"n\"\n"),
+            ("tagger/pyproject.toml", PYPROJECT),
+            ("tagger/p/__init__.py", ""),
+            ("tagger/p/tool.py", "def run(text: str) -> set[str]:\n    return set(text.split())\n"),
         ],
     );
+    let tagger = run(broken.clone(), "tagger").await.unwrap_or_else(|f| panic!("{}\n{}", f.message, f.log));
+    assert_eq!(tagger.output_schema, None, "a set has no JSON form");
+    assert!(tagger.log.contains("no output schema: the return value: set[str] has no JSON form"), "{}", tagger.log);
+    assert_ne!(tagger.content_digest, built.content_digest);
     let failure = run(broken.clone(), "failing").await.unwrap_err();
     assert_eq!(failure.kind, FailureKind::TestsFailed, "{}", failure.log);
     assert!(failure.message.contains("assert"), "{}", failure.message);

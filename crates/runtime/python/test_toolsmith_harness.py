@@ -42,10 +42,29 @@ class ConversionTest(unittest.TestCase):
         self.assertEqual(harness._convert("text", str), "text")
 
 
+FRAMES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote_frames.json")
+with open(FRAMES, encoding="utf-8") as f:
+    FIXTURE = json.load(f)
+
+
+def fixture_frame(direction: str, kind: str, ident: int | None = None) -> dict:
+    """The fixture's first frame of ``kind`` (with id ``ident``, when given)."""
+    return next(f for f in FIXTURE[direction] if f["kind"] == kind and ident in (None, f["id"]))
+
+
+def start_payload(**fields) -> dict:
+    """The fixture's start frame with ``fields`` replaced: every field the server sends, no other."""
+    payload = json.loads(json.dumps(fixture_frame("to_zygote", "S")["payload"]))
+    payload.update(fields)
+    return payload
+
+
 class Session:
     """A harness process with a tool module written into a temporary project."""
 
-    def __init__(self, source: str, env: dict | None = None, limits: dict | None = None):
+    def __init__(
+        self, source: str, env: dict | None = None, limits: dict | None = None, start: bytes | None = None
+    ):
         self.project = tempfile.TemporaryDirectory()
         with open(os.path.join(self.project.name, "tool_under_test.py"), "w") as f:
             f.write(textwrap.dedent(source))
@@ -61,21 +80,23 @@ class Session:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
-        start = {
-            "entrypoint": "tool_under_test:run",
-            "takes_context": "context" in source,
-            "env": env or {},
-            "limits": limits or {"output_bytes": 1024},
-        }
-        self.send(ord("S"), 0, json.dumps(start).encode())
+        if start is None:
+            limits = {**start_payload()["limits"], "output_bytes": 1024, **(limits or {})}
+            payload = start_payload(takes_context="context" in source, env=env or {}, limits=limits)
+            self.send(ord("S"), 0, json.dumps(payload).encode())
+        else:
+            self.write(start)
         kind, _, payload = self.receive()
         self.assert_kind(kind, "Y")
         self.ready = json.loads(payload)
         self.next_id = 1
 
-    def send(self, kind: int, ident: int, payload: bytes) -> None:
-        self.process.stdin.write(struct.pack(">IBQ", 9 + len(payload), kind, ident) + payload)
+    def write(self, frame: bytes) -> None:
+        self.process.stdin.write(frame)
         self.process.stdin.flush()
+
+    def send(self, kind: int, ident: int, payload: bytes) -> None:
+        self.write(struct.pack(">IBQ", 9 + len(payload), kind, ident) + payload)
 
     def receive(self) -> tuple[int, int, bytes]:
         (length,) = struct.unpack(">I", self.process.stdout.read(4))
@@ -95,19 +116,23 @@ class Session:
         ident = self.next_id
         self.send(ord("R"), ident, struct.pack(">I", len(body)) + body)
         self.next_id += 1
+        kind, body, truncated, logs = self.receive_report(ident)
+        answer = json.loads(body) if kind == "A" else {"crashed": True, "status": body.decode()}
+        answer["truncated"] = truncated
+        answer["logs"] = logs
+        return answer
+
+    def receive_report(self, ident: int) -> tuple[str, bytes, bool, str]:
+        """The next ``A`` or ``C`` frame, which must be for ``ident``: its kind, body, truncation
+        flag and logs."""
         kind, answered, payload = self.receive()
         if answered != ident:
             raise AssertionError(f"answer for {answered}, expected {ident}")
+        if kind != ord("A"):
+            self.assert_kind(kind, "C")
         (length,) = struct.unpack(">I", payload[:4])
         body, rest = payload[4 : 4 + length], payload[4 + length :]
-        if kind == ord("A"):
-            answer = json.loads(body)
-        else:
-            self.assert_kind(kind, "C")
-            answer = {"crashed": True, "status": body.decode()}
-        answer["truncated"] = bool(rest[0])
-        answer["logs"] = rest[1:].decode("utf-8", "replace")
-        return answer
+        return chr(kind), body, bool(rest[0]), rest[1:].decode("utf-8", "replace")
 
     def close(self) -> None:
         self.process.stdin.close()
@@ -128,7 +153,7 @@ class ZygoteTest(unittest.TestCase):
             """
         )
         try:
-            self.assertEqual(session.ready, {"ready": True})
+            self.assertEqual(session.ready, fixture_frame("from_zygote", "Y")["payload"])
             answers = [session.invoke({}) for _ in range(3)]
             self.assertEqual([a["output"] for a in answers], ["1", "1", "1"])
             self.assertTrue(all(a["ok"] for a in answers))
@@ -153,6 +178,7 @@ class ZygoteTest(unittest.TestCase):
             self.assertEqual(answer["logs"], "hello from the tool\n")
             failed = session.invoke({"mode": "fail"})
             self.assertFalse(failed["ok"])
+            self.assertEqual(failed["output"], "")
             self.assertEqual(failed["type"], "KeyError")
             self.assertEqual(failed["message"], "'missing thing'")
             self.assertTrue(any("tool_under_test.py" in line for line in failed["trace"]))
@@ -209,11 +235,133 @@ class ZygoteTest(unittest.TestCase):
         try:
             self.assertFalse(session.ready["ready"])
             self.assertIn("not_a_module_anywhere", session.ready["message"])
+            self.assertEqual(session.ready["type"], "ModuleNotFoundError")
+            self.assertEqual(list(session.ready), list(fixture_frame("from_zygote", "Y")["payload"]))
         finally:
             session.process.wait(timeout=10)
             session.process.stdin.close()
             session.process.stdout.close()
             session.project.cleanup()
+
+
+class FramesTest(unittest.TestCase):
+    """The frames of ``zygote_frames.json``, which the server's tests check too: what the server
+    sends decodes to the harness's records, and what the harness sends is the fixture's bytes."""
+
+    def test_frames_the_server_sends_decode_to_the_harness_records(self):
+        for frame in FIXTURE["to_zygote"]:
+            with self.subTest(kind=frame["kind"]):
+                read, write = os.pipe()
+                try:
+                    os.write(write, bytes.fromhex(frame["hex"]))
+                    kind, ident, buffer = harness.read_message(read)
+                finally:
+                    os.close(read)
+                    os.close(write)
+                payload = bytes(buffer[9:])
+                self.assertEqual((chr(kind), ident), (frame["kind"], frame["id"]))
+                if kind == harness.KIND_START:
+                    start = harness.decode(harness.Start, json.loads(payload))
+                    self.assertIsInstance(start.limits, harness.Limits)
+                    self.assertEqual(dataclasses.asdict(start), frame["payload"])
+                elif kind == harness.KIND_REQUEST:
+                    (length,) = struct.unpack(">I", payload[:4])
+                    self.assertEqual(length, len(payload) - 4)
+                    request = harness.decode(harness.Request, json.loads(payload[4:]))
+                    self.assertEqual(dataclasses.asdict(request), frame["payload"])
+                else:
+                    self.assertEqual(kind, harness.KIND_KILL)
+                    self.assertEqual(payload, b"")
+
+    def test_frames_the_harness_sends_are_the_fixtures_byte_for_byte(self):
+        for frame in FIXTURE["from_zygote"]:
+            with self.subTest(kind=frame["kind"], id=frame["id"]):
+                kind = ord(frame["kind"])
+                if kind == harness.KIND_READY:
+                    parts = [harness.encode(harness.decode(harness.Ready, frame["payload"]))]
+                else:
+                    body = (
+                        harness.encode(harness.decode(harness.Answer, frame["answer"]))
+                        if kind == harness.KIND_ANSWER
+                        else frame["status"].encode()
+                    )
+                    parts = harness.report(body, frame["truncated"], frame["logs"].encode())
+                read, write = os.pipe()
+                try:
+                    harness.send_message(write, kind, frame["id"], *parts)
+                    sent = os.read(read, 1 << 16)
+                finally:
+                    os.close(read)
+                    os.close(write)
+                self.assertEqual(sent.hex(), frame["hex"])
+
+    def test_a_record_with_a_missing_or_unknown_field_is_refused_without_its_values(self):
+        request = {"input": {}, "context": {}}
+        with self.assertRaisesRegex(ValueError, r"lacks \['context'\]"):
+            harness.decode(harness.Request, {"input": {}})
+        with self.assertRaisesRegex(ValueError, r"unknown \['inputs'\]"):
+            harness.decode(harness.Request, {**request, "inputs": {}})
+        with self.assertRaises(ValueError) as raised:
+            harness.decode(harness.Start, {**start_payload(), "takes_context": "sk-not-a-bool"})
+        self.assertIn("Start.takes_context", str(raised.exception))
+        self.assertNotIn("sk-not-a-bool", str(raised.exception))
+        bad_limits = {**start_payload(), "limits": {"memory_bytes": 1}}
+        with self.assertRaisesRegex(ValueError, "Limits lacks"):
+            harness.decode(harness.Start, bad_limits)
+
+    def test_a_harness_driven_by_the_servers_frames_answers_in_the_fixtures_shape(self):
+        start = fixture_frame("to_zygote", "S")
+        session = Session(
+            """
+            import os
+            def run(city: str, context=None) -> dict:
+                print("looking up", city)
+                return {"city": city, "key": os.environ["API_KEY"], "mode": context["invocation_mode"]}
+            """,
+            start=bytes.fromhex(start["hex"]),
+        )
+        try:
+            self.assertEqual(session.ready, fixture_frame("from_zygote", "Y")["payload"])
+            request = fixture_frame("to_zygote", "R")
+            session.write(bytes.fromhex(request["hex"]))
+            kind, body, truncated, logs = session.receive_report(request["id"])
+            self.assertEqual(kind, "A")
+            answer = json.loads(body)
+            self.assertEqual(list(answer), list(fixture_frame("from_zygote", "A")["answer"]))
+            self.assertTrue(answer["ok"])
+            self.assertEqual(
+                json.loads(answer["output"]),
+                {
+                    "city": request["payload"]["input"]["city"],
+                    "key": start["payload"]["env"]["API_KEY"],
+                    "mode": request["payload"]["context"]["invocation_mode"],
+                },
+            )
+            answered = fixture_frame("from_zygote", "A", request["id"])
+            self.assertEqual((truncated, logs), (answered["truncated"], answered["logs"]))
+        finally:
+            session.close()
+
+    def test_the_servers_kill_frame_ends_the_invocation_with_the_fixtures_crash_frame(self):
+        session = Session(
+            """
+            import time
+            def run(city: str, context=None) -> str:
+                time.sleep(60)
+                return city
+            """,
+            start=bytes.fromhex(fixture_frame("to_zygote", "S")["hex"]),
+        )
+        try:
+            self.assertTrue(session.ready["ready"])
+            session.write(bytes.fromhex(fixture_frame("to_zygote", "R")["hex"]))
+            kill = fixture_frame("to_zygote", "K")
+            session.write(bytes.fromhex(kill["hex"]))
+            crashed = fixture_frame("from_zygote", "C")
+            kind, body, truncated, logs = session.receive_report(kill["id"])
+            self.assertEqual((kind, body.decode(), truncated, logs), ("C", crashed["status"], False, ""))
+        finally:
+            session.close()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Tests of the input schema derivation.
+"""Tests of the input and output schema derivation.
 
 Standard library only: the pydantic cases skip without pydantic, and every derived schema is also
 checked against the JSON Schema 2020-12 meta-schema (and against sample inputs) when jsonschema
@@ -787,6 +787,174 @@ class PydanticModels(unittest.TestCase):
             ti.derive_schema(run)
 
 
+def returning(annotation):
+    """A function whose return annotation is ``annotation``."""
+
+    def run():
+        pass
+
+    run.__annotations__ = {"return": annotation}
+    return run
+
+
+def output_of(func):
+    """``derive_output_schema(func)``, a schema checked against the 2020-12 meta-schema when possible."""
+    schema, problem = ti.derive_output_schema(func)
+    if schema is not None:
+        json.dumps(schema, allow_nan=False)  # the schema must be plain JSON data
+        if jsonschema is not None:
+            jsonschema.Draft202012Validator.check_schema(schema)
+    return schema, problem
+
+
+class Mood(str, enum.Enum):
+    HAPPY = "happy"
+    GRUMPY = "grumpy"
+
+
+@dataclasses.dataclass
+class Forecast:
+    """A day's forecast.
+
+    Attributes:
+        city: Where.
+    """
+
+    city: str
+    windows: list[Window]
+    by_hour: dict[str, Window]
+    mood: Mood = Mood.HAPPY
+    note: Optional[str] = None
+
+
+class Reading(TypedDict):
+    celsius: float
+    station: NotRequired[str]
+
+
+class OutputSchemas(unittest.TestCase):
+    """The schema of what the harness writes for a tool's result, from the return annotation."""
+
+    def test_scalars_collections_and_unions(self):
+        cases = [
+            (str, {"type": "string"}),
+            (int, {"type": "integer"}),
+            (float, {"type": "number"}),
+            (bool, {"type": "boolean"}),
+            (None, {"type": "null"}),
+            (Any, {}),
+            (dict, {"type": "object"}),
+            (dict[str, int], {"type": "object", "additionalProperties": {"type": "integer"}}),
+            (Dict[str, List[float]], {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "number"}}}),
+            (list[str], {"type": "array", "items": {"type": "string"}}),
+            (Optional[int], {"anyOf": [{"type": "integer"}, {"type": "null"}]}),
+            (Union[int, str], {"anyOf": [{"type": "integer"}, {"type": "string"}]}),
+            (Literal["ok", "late"], {"enum": ["ok", "late"]}),
+            (tuple[int, str], {"type": "array", "prefixItems": [{"type": "integer"}, {"type": "string"}], "items": False, "minItems": 2, "maxItems": 2}),
+            (Annotated[int, "a count"], {"type": "integer"}),
+        ]
+        for annotation, expected in cases:
+            with self.subTest(annotation=annotation):
+                self.assertEqual(output_of(returning(annotation)), (expected, None))
+
+    def test_no_return_annotation_means_no_schema_and_nothing_to_report(self):
+        def run(x: int):
+            return x
+
+        self.assertEqual(ti.derive_output_schema(run), (None, None))
+
+    def test_dataclasses_have_every_field_they_write_and_typeddicts_their_keys(self):
+        schema, problem = output_of(returning(Forecast))
+        self.assertIsNone(problem)
+        self.assertEqual(schema["$ref"], "#/$defs/Forecast")
+        forecast = schema["$defs"]["Forecast"]
+        self.assertEqual(forecast["description"], "A day's forecast.")
+        self.assertEqual(forecast["properties"]["city"], {"type": "string", "description": "Where."})
+        self.assertEqual(forecast["required"], ["city", "windows", "by_hour", "mood", "note"], "defaults are written too")
+        self.assertEqual(forecast["properties"]["windows"], {"type": "array", "items": {"$ref": "#/$defs/Window"}})
+        self.assertEqual(schema["$defs"]["Mood"]["enum"], ["happy", "grumpy"])
+        window = schema["$defs"]["Window"]
+        self.assertEqual(list(window["properties"]), ["days", "hourly", "tags", "computed"], "init=False fields are written")
+        self.assertEqual(window["required"], ["days", "hourly", "tags", "computed"])
+        self.assertNotIn("default", window["properties"]["hourly"])
+
+        schema, problem = output_of(returning(list[Reading]))
+        self.assertIsNone(problem)
+        self.assertEqual(schema["items"], {"$ref": "#/$defs/Reading"})
+        self.assertEqual(schema["$defs"]["Reading"]["required"], ["celsius"])
+
+    def test_what_the_harness_cannot_write_has_no_schema_and_a_reason(self):
+        cases = [
+            (set[int], "set[int] has no JSON form in a result; return a list"),
+            (datetime.datetime, "datetime.datetime has no JSON form in a result; return it as a str"),
+            (collections.abc.Iterable[int], "may be an iterator"),
+            (Color, f"the enum {__name__}.Color has no JSON form in a result"),
+            (list[Window], f"the dataclass {__name__}.Window is written as JSON only as the result or inside another dataclass"),
+            (dict[str, Window], "is written as JSON only as the result or inside another dataclass"),
+            (Holder, "field Holder.color: the enum"),
+            (dict[int, str], "JSON object keys are always strings"),
+            (bytes, "the annotation bytes has no JSON Schema equivalent"),
+            ("Missing", "the return value: the annotation 'Missing' cannot be evaluated: NameError"),
+        ]
+        for annotation, reason in cases:
+            with self.subTest(annotation=annotation):
+                schema, problem = output_of(returning(annotation))
+                self.assertIsNone(schema)
+                self.assertTrue(problem.startswith("the return value"), problem)
+                self.assertIn(reason, problem)
+
+    @unittest.skipIf(pydantic is None, "pydantic is not installed")
+    def test_pydantic_models_as_they_serialize_and_only_as_the_whole_result(self):
+        class Place(pydantic.BaseModel):
+            city: str
+            country: str = "NL"
+
+            @pydantic.computed_field
+            @property
+            def label(self) -> str:
+                return f"{self.city}, {self.country}"
+
+        schema, problem = output_of(returning(Optional[Place]))
+        self.assertIsNone(problem)
+        self.assertEqual(schema["anyOf"], [{"$ref": "#/$defs/Place"}, {"type": "null"}])
+        place = schema["$defs"]["Place"]
+        self.assertIn("label", place["properties"], "computed fields are part of what a model writes")
+        self.assertIn("label", place["required"])
+
+        schema, problem = output_of(returning(list[Place]))
+        self.assertIsNone(schema)
+        self.assertIn("is written as JSON only as the whole result", problem)
+
+    @unittest.skipIf(jsonschema is None, "jsonschema is not installed")
+    def test_the_schema_describes_what_the_harness_writes(self):
+        import toolsmith_harness as harness
+
+        window = Window(days=2, tags=["rain"])
+        results = [
+            (str, "plain text"),
+            (Optional[dict[str, int]], {"a": 1}),
+            (Optional[dict[str, int]], None),
+            (tuple[int, str], (1, "x")),
+            (Forecast, Forecast(city="Utrecht", windows=[window], by_hour={"09": window}, mood=Mood.GRUMPY)),
+            (list[Reading], [{"celsius": 11.5}, {"celsius": 3, "station": "De Bilt"}]),
+            (Tree, Tree("root", [Tree("leaf")])),
+        ]
+        if pydantic is not None:
+
+            class Place(pydantic.BaseModel):
+                city: str
+                when: datetime.date
+
+            results.append((Place, Place(city="Utrecht", when=datetime.date(2024, 5, 1))))
+        for annotation, value in results:
+            with self.subTest(annotation=annotation):
+                schema, problem = output_of(returning(annotation))
+                self.assertIsNone(problem)
+                text = harness.result_text(value)
+                written = text if isinstance(value, str) else json.loads(text)
+                jsonschema.Draft202012Validator(schema).validate(written)
+
+
 class Entrypoints(unittest.TestCase):
     """``introspect()`` against modules written to a temporary directory on ``sys.path``."""
 
@@ -833,7 +1001,25 @@ class Entrypoints(unittest.TestCase):
                     "additionalProperties": False,
                 },
                 "takes_context": True,
+                "output_schema": {"type": "string"},
+                "output_schema_problem": None,
             },
+        )
+
+    def test_an_output_schema_that_cannot_be_derived_is_reported_and_the_input_schema_kept(self):
+        self.module(
+            "sample_tags",
+            """
+            def run(text: str) -> set[str]:
+                return set(text.split())
+            """,
+        )
+        result = ti.introspect("sample_tags:run")
+        self.assertTrue(result["ok"], result)
+        self.assertEqual(result["input_schema"]["required"], ["text"])
+        self.assertIsNone(result["output_schema"])
+        self.assertEqual(
+            result["output_schema_problem"], "the return value: set[str] has no JSON form in a result; return a list"
         )
 
     def test_string_annotations_are_evaluated_in_the_tools_module(self):
@@ -849,12 +1035,14 @@ class Entrypoints(unittest.TestCase):
                 size: int
                 label: NotRequired[str]
 
-            def run(options: Options, note: Optional[str] = None, context: Context = None) -> str:
-                return ""
+            def run(options: Options, note: Optional[str] = None, context: Context = None) -> Options:
+                return options
             """,
         )
         result = ti.introspect("sample_future:run")
         self.assertTrue(result["ok"], result)
+        self.assertEqual(result["output_schema"]["$ref"], "#/$defs/Options")
+        self.assertEqual(result["output_schema"]["$defs"]["Options"]["required"], ["size"])
         schema = result["input_schema"]
         self.assertEqual(schema["properties"]["note"]["anyOf"], [{"type": "string"}, {"type": "null"}])
         self.assertEqual(schema["$defs"]["Options"]["required"], ["size"], "NotRequired seen through string annotations")

@@ -8,23 +8,31 @@ identity under a seccomp filter.
 Frames between the server and the zygote: ``u32 length | u8 kind | u64 id | payload`` (big
 endian; the length counts everything after itself).
 
-1. The server sends ``S`` (start): JSON with the entrypoint, whether it takes ``context``, the
-   tool's environment (env vars and decrypted secrets), the per-invocation limits and the
-   per-invocation cgroup slots (for each slot, descriptors of its ``cgroup.procs`` files). The
-   environment reaches the process this way, never through a command line.
+1. The server sends ``S`` (start): JSON ``{"entrypoint", "takes_context", "env", "limits":
+   {"memory_bytes", "cpu_secs", "file_size_bytes", "output_bytes"}, "slots"}``: the entrypoint,
+   whether it takes ``context``, the tool's environment (env vars and decrypted secrets), the
+   per-invocation limits and the per-invocation cgroup slots (for each slot, descriptors of its
+   ``cgroup.procs`` files). The environment reaches the process this way, never through a
+   command line.
 2. This script imports the tool with that environment and answers ``Y`` with JSON
-   ``{"ready": true}`` or ``{"ready": false, "type", "message", "traceback"}``.
+   ``{"ready", "type", "message", "traceback"}`` (the last three empty when it is ready).
 3. Each ``R`` (request) frame's payload is ``u32 length | JSON {"input", "context"}``; it is
    handed, unread, to a child forked from the imported state. One child is always forked
    ahead: it has joined a free cgroup slot, applied the invocation's limits, made its scratch
    directory and pointed its stdout and stderr at a memory file of the zygote's, and waits for
    its request, so none of that is on the critical path. It calls the tool and writes back
-   ``u32 length | JSON {"ok", "output" | "type", "message", "trace", "duration_ms"}``, then
-   exits. The zygote relays that, unread, as ``A`` (answer) with payload
+   ``u32 length | JSON {"ok", "output", "type", "message", "trace", "duration_ms"}`` (``output``
+   empty when the tool raised, the exception's fields empty when it returned), then exits. The
+   zygote relays that, unread, as ``A`` (answer) with payload
    ``u32 length | answer | u8 truncated | logs`` (the first bytes of the memory file).
-4. ``K`` (kill) stops that invocation's process group (the server's wall-clock timeout); a
-   child that ends without answering is reported as ``C`` (crashed) with payload
+4. ``K`` (kill, no payload) stops that invocation's process group (the server's wall-clock
+   timeout); a child that ends without answering is reported as ``C`` (crashed) with payload
    ``u32 length | status text | u8 truncated | logs``.
+
+Every JSON payload has exactly the fields listed, both ways: here they are the records below
+(``Start``, ``Limits``, ``Ready``, ``Request``, ``Answer``), on the server's side structs of the
+same names, and ``zygote_frames.json`` next to this file holds an example of every frame kind,
+byte for byte, that the tests of both sides check their encoding and decoding against.
 
 Whatever passes through for one caller (requests, answers, output) is held only in buffers
 that are zeroed once relayed, never in Python objects of the zygote: a child forked later
@@ -131,13 +139,8 @@ def send_message(fd: int, kind: int, ident: int, *parts) -> None:
     write_all(fd, [HEADER.pack(9 + total, kind, ident), *parts])
 
 
-def send_json(fd: int, kind: int, ident: int, message) -> None:
-    body = json.dumps(message, ensure_ascii=False, default=str).encode("utf-8", "replace")
-    send_message(fd, kind, ident, body)
-
-
-def read_frame(fd: int):
-    """A child's request: ``u32 length | JSON``."""
+def read_request(fd: int):
+    """A child's request: ``u32 length | JSON``, as a :class:`Request`."""
     head = read_exact(fd, 4)
     if head is None:
         return None
@@ -145,13 +148,11 @@ def read_frame(fd: int):
     body = read_exact(fd, length)
     if body is None:
         return None
-    return json.loads(body)
+    return decode(Request, json.loads(body))
 
 
-def write_frame(fd: int, message) -> None:
-    # Lone surrogates (a str Python allows, UTF-8 does not) become U+FFFD-like replacements
-    # rather than a frame the server cannot read.
-    body = json.dumps(message, ensure_ascii=False, default=str).encode("utf-8", "replace")
+def write_answer(fd: int, answer: Answer) -> None:
+    body = encode(answer)
     write_all(fd, [struct.pack(">I", len(body)), body])
 
 
@@ -165,6 +166,99 @@ def not_dumpable() -> None:
         libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     except Exception:
         pass
+
+
+# --------------------------------------------------------------------------------------------
+# Frames
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Each invocation's limits (``0`` leaves a limit as the sandbox has it)."""
+
+    memory_bytes: int
+    cpu_secs: int
+    file_size_bytes: int
+    output_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Start:
+    """The ``S`` frame: what the zygote is to import, with which environment and limits."""
+
+    entrypoint: str
+    takes_context: bool
+    env: dict
+    limits: Limits
+    slots: list
+
+
+@dataclasses.dataclass(frozen=True)
+class Ready:
+    """The ``Y`` frame: whether the tool imported, and if not, the exception."""
+
+    ready: bool
+    type: str
+    message: str
+    traceback: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """An ``R`` frame's JSON, as the child reads it."""
+
+    input: dict
+    context: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """A child's answer, relayed in an ``A`` frame: the output, or the exception it raised."""
+
+    ok: bool
+    output: str
+    type: str
+    message: str
+    trace: list
+    duration_ms: float
+
+
+_JSON_TYPES = {bool: bool, str: str, int: int, float: (int, float), dict: dict, list: list}
+# Resolved once, in the zygote, so that a child decoding its request does not evaluate them.
+_HINTS = {record: typing.get_type_hints(record) for record in (Limits, Start, Ready, Request, Answer)}
+
+
+def decode(record: type, data):
+    """``data`` (parsed JSON) as ``record``, which must have exactly its fields, each of its
+    type. The error names the fields, never their values: they may be secrets."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{record.__name__} is not a JSON object")
+    hints = _HINTS[record]
+    names = [field.name for field in dataclasses.fields(record)]
+    missing = [name for name in names if name not in data]
+    unknown = sorted(set(data) - set(names))
+    if missing or unknown:
+        raise ValueError(f"{record.__name__} lacks {missing} and has unknown {unknown}")
+    values = {}
+    for name in names:
+        hint, value = hints[name], data[name]
+        if dataclasses.is_dataclass(hint):
+            value = decode(hint, value)
+        elif not isinstance(value, _JSON_TYPES[hint]) or (hint is not bool and isinstance(value, bool)):
+            raise ValueError(f"{record.__name__}.{name} is not {hint.__name__}")
+        values[name] = value
+    return record(**values)
+
+
+def encode(record) -> bytes:
+    # Lone surrogates (a str Python allows, UTF-8 does not) become replacements rather than a
+    # frame the server cannot read.
+    return json.dumps(dataclasses.asdict(record), ensure_ascii=False, default=str).encode("utf-8", "replace")
+
+
+def report(body, truncated: bool, logs) -> list:
+    """The payload of an ``A`` or ``C`` frame, in parts: ``u32 length | body | u8 truncated | logs``."""
+    return [struct.pack(">I", len(body)), body, bytes([int(truncated)]), logs]
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,14 +313,19 @@ class Tool:
         kwargs = {name: _convert(value, self.hints.get(name, typing.Any)) for name, value in arguments.items()}
         if self.takes_context:
             kwargs["context"] = context
-        result = self.function(**kwargs)
-        if isinstance(result, str):
-            return result
-        if dataclasses.is_dataclass(result) and not isinstance(result, type):
-            result = dataclasses.asdict(result)
-        elif hasattr(result, "model_dump"):
-            result = result.model_dump(mode="json")
-        return json.dumps(result, ensure_ascii=False)
+        return result_text(self.function(**kwargs))
+
+
+def result_text(result) -> str:
+    """A tool's result as the invocation's output: a str as it is, anything else as JSON (what
+    an output schema derived from the return annotation describes)."""
+    if isinstance(result, str):
+        return result
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        result = dataclasses.asdict(result)
+    elif hasattr(result, "model_dump"):
+        result = result.model_dump(mode="json")
+    return json.dumps(result, ensure_ascii=False)
 
 
 def _tool_frames(exc: BaseException) -> list[str]:
@@ -268,7 +367,7 @@ def join_slot(slot: list) -> None:
         os.write(fd, b"0")
 
 
-def prepare_child(limits: dict, output_fd: int) -> None:
+def prepare_child(limits: Limits, output_fd: int) -> None:
     """Everything a child does before it has a request, so that none of it is on the critical
     path: its own process group, its scratch directory, its limits, stdout and stderr into the
     output file. Collection is left to the exit: the child lives for one call."""
@@ -277,11 +376,11 @@ def prepare_child(limits: dict, output_fd: int) -> None:
     os.mkdir(scratch, 0o700)
     os.environ["TMPDIR"] = scratch
     os.environ["HOME"] = scratch
-    _set_limit(resource.RLIMIT_AS, limits.get("memory_bytes"))
-    _set_limit(resource.RLIMIT_CPU, limits.get("cpu_secs"))
+    _set_limit(resource.RLIMIT_AS, limits.memory_bytes)
+    _set_limit(resource.RLIMIT_CPU, limits.cpu_secs)
     # The file size limit also bounds the output file: a tool that prints without end is
     # stopped there (SIGXFSZ) instead of filling memory.
-    _set_limit(resource.RLIMIT_FSIZE, limits.get("file_size_bytes"))
+    _set_limit(resource.RLIMIT_FSIZE, limits.file_size_bytes)
     os.dup2(output_fd, 1)
     os.dup2(output_fd, 2)
     gc.disable()
@@ -289,34 +388,26 @@ def prepare_child(limits: dict, output_fd: int) -> None:
 
 def run_child(tool: Tool, request_fd: int, result_fd: int) -> None:
     """The body of a forked child once prepared: wait for the request, run it, answer, exit."""
-    request = read_frame(request_fd)
+    request = read_request(request_fd)
     if request is None:
         os._exit(0)
     started = time.perf_counter()
     try:
-        output = tool.call(request.get("input") or {}, request.get("context") or {})
-        answer = {"ok": True, "output": output}
+        output = tool.call(request.input, request.context)
+        answer = Answer(True, output, "", "", [], 0.0)
     except BaseException as exc:  # the tool's failure is the invocation's result
-        answer = {"ok": False, "type": type(exc).__name__, "message": str(exc), "trace": _tool_frames(exc)}
-    answer["duration_ms"] = (time.perf_counter() - started) * 1000.0
+        answer = Answer(False, "", type(exc).__name__, str(exc), _tool_frames(exc), 0.0)
+    answer = dataclasses.replace(answer, duration_ms=(time.perf_counter() - started) * 1000.0)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:
             pass
     try:
-        write_frame(result_fd, answer)
+        write_answer(result_fd, answer)
     except Exception as exc:  # an output that cannot be encoded
-        write_frame(
-            result_fd,
-            {
-                "ok": False,
-                "type": type(exc).__name__,
-                "message": f"the tool's result could not be sent: {exc}",
-                "trace": [],
-                "duration_ms": answer["duration_ms"],
-            },
-        )
+        message = f"the tool's result could not be sent: {exc}"
+        write_answer(result_fd, Answer(False, "", type(exc).__name__, message, [], answer.duration_ms))
     os._exit(0)
 
 
@@ -363,7 +454,7 @@ class Invocation:
 
 
 class Zygote:
-    def __init__(self, tool: Tool, limits: dict, slots: list, proto_in: int, proto_out: int):
+    def __init__(self, tool: Tool, limits: Limits, slots: list, proto_in: int, proto_out: int):
         self.tool = tool
         self.limits = limits
         self.slots = slots
@@ -538,12 +629,10 @@ class Zygote:
     def relay(self, kind: int, invocation_id: int, body, output: int | None) -> None:
         """Sends a child's answer (or a crash status) with the invocation's output; the output
         buffer is zeroed once sent."""
-        cap = int(self.limits.get("output_bytes") or 1 << 20)
+        cap = self.limits.output_bytes or 1 << 20
         logs, truncated = read_output(output, cap) if output is not None else (bytearray(), False)
         try:
-            send_message(
-                self.proto_out, kind, invocation_id, struct.pack(">I", len(body)), body, bytes([int(truncated)]), logs
-            )
+            send_message(self.proto_out, kind, invocation_id, *report(body, truncated, logs))
         finally:
             zero(logs)
 
@@ -688,8 +777,13 @@ def main() -> int:
     message = read_message(proto_in)
     if message is None or message[0] != KIND_START:
         return 1
-    config = json.loads(bytes(memoryview(message[2])[9:]))
-    slots = [[int(fd) for fd in slot] for slot in config.get("slots") or []]
+    try:
+        config = decode(Start, json.loads(bytes(memoryview(message[2])[9:])))
+    except ValueError as exc:
+        # The server and this script come from one build: a frame of another shape is a bug.
+        print(f"toolsmith_harness: the start frame does not fit: {exc}", file=sys.stderr)
+        return 1
+    slots = [[int(fd) for fd in slot] for slot in config.slots]
     # Descriptors the sandbox was started with and that are no slot (bubblewrap's own) go.
     keep = {proto_in, proto_out, *[fd for slot in slots for fd in slot]}
     for fd in range(3, 64):
@@ -708,26 +802,22 @@ def main() -> int:
         # A value the process environment cannot hold (a NUL character) fails here, and is
         # reported like any other reason the tool cannot start.
         os.environ.clear()
-        os.environ.update(config.get("env") or {})
+        os.environ.update(config.env)
         os.environ.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         os.environ["HOME"] = SCRATCH_ROOT
         os.environ["TMPDIR"] = SCRATCH_ROOT
         os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
-        tool = Tool(config["entrypoint"], bool(config.get("takes_context")))
+        tool = Tool(config.entrypoint, config.takes_context)
     except BaseException as exc:
-        send_json(
-            proto_out,
-            KIND_READY,
-            0,
-            {"ready": False, "type": type(exc).__name__, "message": str(exc), "traceback": "".join(_tool_frames(exc))},
-        )
+        failed = Ready(False, type(exc).__name__, str(exc), "".join(_tool_frames(exc)))
+        send_message(proto_out, KIND_READY, 0, encode(failed))
         return 1
     sys.stdout.flush()
     # Objects that exist now are never collected in a child: freezing them keeps a child's
     # garbage collector from touching (and so copying) the pages they live on.
     gc.freeze()
-    send_json(proto_out, KIND_READY, 0, {"ready": True})
-    Zygote(tool, config.get("limits") or {}, slots, proto_in, proto_out).serve()
+    send_message(proto_out, KIND_READY, 0, encode(Ready(True, "", "", "")))
+    Zygote(tool, config.limits, slots, proto_in, proto_out).serve()
     return 0
 
 

@@ -5,7 +5,8 @@ Run with the tool's own interpreter, with the project directory on ``sys.path``:
     python toolsmith_introspect.py package.module:function
 
 It prints exactly one JSON object on stdout, either
-``{"ok": true, "input_schema": {...}, "takes_context": bool}`` or
+``{"ok": true, "input_schema": {...}, "takes_context": bool, "output_schema": {...} | null,
+"output_schema_problem": str | null}`` or
 ``{"ok": false, "error_kind": ..., "message": ..., "traceback": ...}`` where ``error_kind`` is
 ``import_error``, ``not_a_function`` or ``bad_signature``. It exits 0 in both cases, so that a
 non-zero exit always means this script itself failed. Whatever the tool prints while it is
@@ -17,6 +18,11 @@ fills it with the invocation mode and the user variables. Named types (dataclass
 ``TypedDict``, ``Enum``, pydantic models) are described once under ``$defs`` and referred to with
 ``$ref``. Descriptions come from the docstring: Google (``Args:``), reST (``:param x:``) and NumPy
 (``Parameters`` underlined with dashes) styles.
+
+The output schema describes the JSON the harness makes of the returned value, derived from the
+return annotation in the same way. It is null without an annotation, and null with a reason in
+``output_schema_problem`` when the annotation names something the harness cannot write as JSON
+(a set, a datetime, a dataclass inside a list...): a missing output schema never fails a build.
 
 This file uses the standard library only: it runs in environments that contain nothing but the
 tool's own dependencies. pydantic is used when the tool itself has imported it.
@@ -326,17 +332,31 @@ class _Definition:
     refs: list[dict] = dataclasses.field(default_factory=list)
 
 
+# How the harness writes a result as JSON, which decides what an output schema may describe:
+# the returned value itself (a str as it is, a dataclass through dataclasses.asdict, a pydantic
+# model through model_dump, anything else through json.dumps), a value inside a dataclass
+# (asdict converts nested dataclasses too) and a value json.dumps must take as it is.
+_RESULT, _IN_DATACLASS, _PLAIN_JSON = "result", "in dataclass", "plain JSON"
+_ITERABLES = (collections.abc.Iterable, collections.abc.Collection)
+
+
 class SchemaBuilder:
     """Turns annotations into JSON Schema, collecting named types for ``$defs``.
 
     A reference is handed out as a dict whose ``$ref`` is filled in by :meth:`definitions`, when
     every named type is known: only then can two different types with the same name be told
     apart, and pydantic asked for all of its models at once so that they share definitions.
+
+    An input schema describes the JSON a caller sends; an output schema (``output=True``) the
+    JSON the harness makes of the returned value: dataclasses with every field, pydantic models
+    as they serialize, and only what the harness can write at the place where it occurs.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, output: bool = False) -> None:
         self._named: dict[type, _Definition] = {}
         self._models: dict[type, list[dict]] = {}
+        # Where the value being described sits, for an output schema; None for an input schema.
+        self._writer: str | None = _RESULT if output else None
 
     def schema(self, tp, where: str) -> dict:
         """The schema of annotation ``tp``; ``where`` names its place for error messages."""
@@ -350,6 +370,8 @@ class SchemaBuilder:
             return self.schema(tp.__supertype__, where)
         if type(tp).__name__ == "TypeAliasType":
             return self.schema(tp.__value__, where)
+        if self._writer is not None:
+            self._check_writable(tp, origin, where)
         if tp is typing.Any or tp is object:
             return {}
         if tp is None or tp is type(None):
@@ -369,11 +391,11 @@ class SchemaBuilder:
         if origin is tuple:
             return self._tuple(args, where)
         if origin in _SEQUENCES or tp is list:
-            return {"type": "array", "items": self.schema(args[0], where)} if args else {"type": "array"}
+            return {"type": "array", "items": self._inner(args[0], where)} if args else {"type": "array"}
         if origin in _SETS or tp in (set, frozenset):
             schema = {"type": "array", "uniqueItems": True}
             if args:
-                schema["items"] = self.schema(args[0], where)
+                schema["items"] = self._inner(args[0], where)
             return schema
         if origin in _MAPPINGS or tp is dict:
             return self._mapping(tp, args, where)
@@ -395,6 +417,37 @@ class SchemaBuilder:
         raise SignatureError(
             f"{where}: the annotation {type_name(tp)} has no JSON Schema equivalent (supported: {_SUPPORTED})"
         )
+
+    def _inner(self, tp, where: str, in_dataclass: bool = False) -> dict:
+        """The schema of a value inside another one (an item, a field, a mapping's value)."""
+        writer = self._writer
+        if writer is not None:
+            self._writer = _IN_DATACLASS if in_dataclass or writer == _IN_DATACLASS else _PLAIN_JSON
+        try:
+            return self.schema(tp, where)
+        finally:
+            self._writer = writer
+
+    def _check_writable(self, tp, origin, where: str) -> None:
+        """Raises SignatureError when the harness cannot write a value of ``tp`` where it sits
+        in a result: json.dumps takes JSON's own types (and enums derived from str, int or
+        float) only, dataclasses.asdict converts dataclasses inside dataclasses, and a pydantic
+        model is converted only as the whole result."""
+        problem = None
+        if _by_identity(_FORMATS, tp):
+            problem = f"{type_name(tp)} has no JSON form in a result; return it as a str"
+        elif origin in _SETS or tp in (set, frozenset):
+            problem = f"{type_name(tp)} has no JSON form in a result; return a list"
+        elif origin in _ITERABLES or tp in _ITERABLES:
+            problem = f"{type_name(tp)} may be an iterator, which has no JSON form in a result; annotate list[...]"
+        elif isinstance(tp, type) and issubclass(tp, enum.Enum) and not issubclass(tp, (str, int, float)):
+            problem = f"the enum {type_name(tp)} has no JSON form in a result; derive it from str or int, or return its value"
+        elif _is_pydantic_model(tp) and self._writer != _RESULT:
+            problem = f"the model {type_name(tp)} is written as JSON only as the whole result, not inside another value"
+        elif isinstance(tp, type) and dataclasses.is_dataclass(tp) and self._writer == _PLAIN_JSON:
+            problem = f"the dataclass {type_name(tp)} is written as JSON only as the result or inside another dataclass"
+        if problem:
+            raise SignatureError(f"{where}: {problem}")
 
     def definitions(self) -> dict:
         """Every named type's schema by name, with each reference handed out pointing at it."""
@@ -442,8 +495,8 @@ class SchemaBuilder:
         if not args:  # tuple[()], the empty tuple
             return {"type": "array", "maxItems": 0}
         if len(args) == 2 and args[1] is Ellipsis:
-            return {"type": "array", "items": self.schema(args[0], where)}
-        items = [self.schema(arg, where) for arg in args]
+            return {"type": "array", "items": self._inner(args[0], where)}
+        items = [self._inner(arg, where) for arg in args]
         return {"type": "array", "prefixItems": items, "items": False, "minItems": len(items), "maxItems": len(items)}
 
     def _mapping(self, tp, args, where: str) -> dict:
@@ -454,7 +507,7 @@ class SchemaBuilder:
                 f"{where}: in {type_name(tp)} the keys are {type_name(args[0])}, but JSON object keys "
                 "are always strings; use dict[str, ...]"
             )
-        return {"type": "object", "additionalProperties": self.schema(args[1], where)}
+        return {"type": "object", "additionalProperties": self._inner(args[1], where)}
 
     def _enum(self, tp: type, where: str) -> dict:
         values = [member.value for member in tp]
@@ -488,7 +541,7 @@ class SchemaBuilder:
 
     def _typeddict(self, tp: type, where: str) -> dict:
         hints = self._class_hints(tp, where)
-        properties = {name: self.schema(hint, f"{where}, field {tp.__name__}.{name}") for name, hint in hints.items()}
+        properties = {name: self._inner(hint, f"{where}, field {tp.__name__}.{name}") for name, hint in hints.items()}
         required = [name for name, hint in hints.items() if _typeddict_key_required(tp, name, hint)]
         return self._object(tp, properties, required)
 
@@ -496,6 +549,11 @@ class SchemaBuilder:
         hints = self._class_hints(tp, where)
         properties, required = {}, []
         for field in dataclasses.fields(tp):
+            if self._writer is not None:
+                # dataclasses.asdict writes every field, whatever its default.
+                properties[field.name] = self._inner(hints[field.name], f"{where}, field {tp.__name__}.{field.name}", True)
+                required.append(field.name)
+                continue
             if not field.init:
                 continue  # not something a caller can pass
             field_where = f"{where}, field {tp.__name__}.{field.name}"
@@ -521,14 +579,14 @@ class SchemaBuilder:
     def _pydantic_definitions(self) -> dict:
         from pydantic.json_schema import models_json_schema
 
-        mapping, top = models_json_schema(
-            [(model, "validation") for model in self._models], ref_template="#/$defs/{model}"
-        )
+        # A result is what model_dump(mode="json") makes of the model, not what it accepts.
+        mode = "validation" if self._writer is None else "serialization"
+        mapping, top = models_json_schema([(model, mode) for model in self._models], ref_template="#/$defs/{model}")
         for model, refs in self._models.items():
             for ref in refs:
                 extra = {key: value for key, value in ref.items() if key != "$ref"}
                 ref.clear()
-                ref.update(mapping[(model, "validation")])
+                ref.update(mapping[(model, mode)])
                 ref.update(extra)
         return top.get("$defs", {})
 
@@ -554,22 +612,26 @@ def _type_hints(func) -> dict:
     TYPE_CHECKING, a typo) is reported with its parameter, and the annotation of ``context``,
     which the schema never uses, is not evaluated at all.
     """
+    return {
+        name: _evaluate(func, name, annotation, f"parameter '{name}'")
+        for name, annotation in _raw_annotations(func).items()
+        if name not in ("return", CONTEXT_PARAMETER)
+    }
+
+
+def _evaluate(func, name: str, annotation, where: str):
+    """One annotation of ``func``, evaluated in the namespace of the module that defines it."""
     target = inspect.unwrap(func)
     namespace = getattr(getattr(target, "__func__", target), "__globals__", {})
-    hints = {}
-    for name, annotation in _raw_annotations(func).items():
-        if name in ("return", CONTEXT_PARAMETER):
-            continue
-        holder = types.SimpleNamespace(__annotations__={name: annotation})
-        try:
-            hints[name] = typing.get_type_hints(holder, globalns=namespace, include_extras=True)[name]
-        except Exception as exc:
-            shown = annotation if isinstance(annotation, str) else type_name(annotation)
-            # typing's own frames would be all the traceback shows; the message says it all.
-            raise SignatureError(
-                f"parameter '{name}': the annotation {shown!r} cannot be evaluated: {type(exc).__name__}: {exc}"
-            ) from None
-    return hints
+    holder = types.SimpleNamespace(__annotations__={name: annotation})
+    try:
+        return typing.get_type_hints(holder, globalns=namespace, include_extras=True)[name]
+    except Exception as exc:
+        shown = annotation if isinstance(annotation, str) else type_name(annotation)
+        # typing's own frames would be all the traceback shows; the message says it all.
+        raise SignatureError(
+            f"{where}: the annotation {shown!r} cannot be evaluated: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _annotated_description(annotation) -> str | None:
@@ -643,6 +705,31 @@ def derive_schema(func) -> tuple[dict, bool]:
     if defs:
         schema["$defs"] = defs
     return schema, takes_context
+
+
+def derive_output_schema(func) -> tuple[dict | None, str | None]:
+    """The schema of the JSON the harness makes of what ``func`` returns, from its return
+    annotation, and why there is none when there is an annotation it cannot be derived from.
+
+    Without a return annotation both are None. An output schema is a description, never a
+    condition of the build: whatever keeps it from being derived is reported, not raised.
+    """
+    annotations = _raw_annotations(func)
+    if "return" not in annotations:
+        return None, None
+    where = "the return value"
+    try:
+        builder = SchemaBuilder(output=True)
+        schema = builder.schema(_evaluate(func, "return", annotations["return"], where), where)
+        defs = builder.definitions()
+        if defs:
+            schema["$defs"] = defs
+        json.dumps(schema, allow_nan=False)
+    except SignatureError as exc:
+        return None, str(exc)
+    except Exception as exc:
+        return None, f"{where}: its schema could not be derived: {type(exc).__name__}: {exc}"
+    return schema, None
 
 
 def _failure(kind: str, message: str, trace: str = "") -> dict:
@@ -730,7 +817,14 @@ def introspect(entrypoint: str) -> dict:
         return _failure(
             BAD_SIGNATURE, f"{entrypoint}: the input schema could not be derived: {type(exc).__name__}: {exc}", _tool_traceback(exc)
         )
-    return {"ok": True, "input_schema": schema, "takes_context": takes_context}
+    output_schema, output_problem = derive_output_schema(func)
+    return {
+        "ok": True,
+        "input_schema": schema,
+        "takes_context": takes_context,
+        "output_schema": output_schema,
+        "output_schema_problem": output_problem,
+    }
 
 
 def _callable_problem(func) -> str | None:

@@ -20,12 +20,17 @@ const SCRIPT_DIR: &str = "/opt/toolsmith";
 /// What introspection found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Introspection {
-    /// The entrypoint's input schema, and whether it takes a `context` parameter.
+    /// The entrypoint's schemas, and whether it takes a `context` parameter.
     Schema {
         /// JSON Schema 2020-12 of the input.
         input_schema: Value,
         /// Whether `context` is declared.
         takes_context: bool,
+        /// JSON Schema 2020-12 of the JSON the harness makes of the result, from the return
+        /// annotation; `None` without one, or when it names what has no JSON form.
+        output_schema: Option<Value>,
+        /// Why there is no output schema although there is a return annotation.
+        output_schema_problem: Option<String>,
     },
     /// The entrypoint could not be used; `kind` is `import_error`, `not_a_function` or
     /// `bad_signature`.
@@ -37,6 +42,43 @@ pub enum Introspection {
         /// The Python traceback, when there is one.
         traceback: String,
     },
+}
+
+/// The script's answer, as its module comment describes it: the fields of a schema when `ok`,
+/// the fields of a failure otherwise.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Answer {
+    ok: bool,
+    #[serde(default)]
+    input_schema: Option<Value>,
+    #[serde(default)]
+    takes_context: bool,
+    #[serde(default)]
+    output_schema: Option<Value>,
+    #[serde(default)]
+    output_schema_problem: Option<String>,
+    #[serde(default)]
+    error_kind: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    traceback: String,
+}
+
+impl Answer {
+    fn introspection(self) -> Option<Introspection> {
+        Some(if self.ok {
+            Introspection::Schema {
+                input_schema: self.input_schema?,
+                takes_context: self.takes_context,
+                output_schema: self.output_schema,
+                output_schema_problem: self.output_schema_problem,
+            }
+        } else {
+            Introspection::Unusable { kind: self.error_kind, message: self.message, traceback: self.traceback }
+        })
+    }
 }
 
 /// The paths of one runnable environment.
@@ -64,7 +106,7 @@ pub enum IntrospectError {
     Io(#[from] std::io::Error),
 }
 
-/// Derives the input schema of `entrypoint` (`module:function`) in `project`, in `sandbox`: the
+/// Derives the input and output schemas of `entrypoint` (`module:function`) in `project`, in `sandbox`: the
 /// caller's sandbox with its identity and limits (the organization's, as for its invocations),
 /// to which the project, the environment and the script are added.
 pub async fn introspect(
@@ -73,10 +115,12 @@ pub async fn introspect(
     entrypoint: &str,
     sandbox: Sandbox,
 ) -> Result<Introspection, IntrospectError> {
+    // One directory with one file: removing it when `scripts` drops is two calls, cheap enough
+    // for the executor; writing the file goes through tokio's blocking pool.
     let scripts = tempfile::tempdir()?;
-    std::fs::write(scripts.path().join("toolsmith_introspect.py"), SCRIPT)?;
+    tokio::fs::write(scripts.path().join("toolsmith_introspect.py"), SCRIPT).await?;
     // The directory is the mount point: the sandbox's identity must be able to enter it.
-    std::fs::set_permissions(scripts.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    tokio::fs::set_permissions(scripts.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).await?;
     let outcome = sandbox
         .mount(Mount::read_only_at(project, PROJECT_DIR))
         .mount(Mount::read_only_at(env.venv, ENV_DIR))
@@ -90,15 +134,8 @@ pub async fn introspect(
     if !outcome.success() {
         return Err(IntrospectError::NoAnswer(outcome.tail(4000)));
     }
-    let answer: Value =
-        serde_json::from_slice(&outcome.stdout).map_err(|_| IntrospectError::NoAnswer(outcome.tail(4000)))?;
-    let text = |k: &str| answer.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-    if answer.get("ok") == Some(&Value::Bool(true)) {
-        Ok(Introspection::Schema {
-            input_schema: answer.get("input_schema").cloned().unwrap_or(Value::Null),
-            takes_context: answer.get("takes_context") == Some(&Value::Bool(true)),
-        })
-    } else {
-        Ok(Introspection::Unusable { kind: text("error_kind"), message: text("message"), traceback: text("traceback") })
-    }
+    serde_json::from_slice::<Answer>(&outcome.stdout)
+        .ok()
+        .and_then(Answer::introspection)
+        .ok_or_else(|| IntrospectError::NoAnswer(outcome.tail(4000)))
 }

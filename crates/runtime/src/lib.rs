@@ -15,10 +15,12 @@ pub mod introspect;
 pub mod pool;
 pub mod sandbox;
 pub mod seccomp;
+pub mod secret;
 pub mod testnet;
 pub mod zygote;
 
 pub use egress::EgressPolicy;
 pub use pool::{Busy, Pool, PoolConfig, VersionRuntime};
 pub use sandbox::{Identity, Limits, Mount, Network, Outcome, Purpose, Sandbox, SandboxError, Spawned};
+pub use secret::Secret;
 pub use zygote::{mask, InvocationLimits, RunOutcome, StartError, Zygote};

@@ -12,6 +12,7 @@ use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use crate::cgroup::{CgroupLimits, Cgroups};
 use crate::sandbox::{Identity, Network};
+use crate::secret::Secret;
 use crate::zygote::{InvocationLimits, StartError, Zygote, ZygoteConfig, HARNESS, HARNESS_FILE, SPARE_SLOTS};
 
 /// At most this many invocations of one version run at once, each in its own cgroup slot;
@@ -51,9 +52,9 @@ impl Default for PoolConfig {
     }
 }
 
-/// What identifies and starts one version's zygote. Its `Debug` leaves out the environment's
-/// values, which hold secrets.
-#[derive(Clone)]
+/// What identifies and starts one version's zygote. The environment's values and the secrets
+/// are [`Secret`]s, so that `Debug` shows neither.
+#[derive(Clone, Debug)]
 pub struct VersionRuntime {
     /// The version's source tree.
     pub project: PathBuf,
@@ -65,32 +66,19 @@ pub struct VersionRuntime {
     pub entrypoint: String,
     /// Whether the entrypoint takes `context`.
     pub takes_context: bool,
-    /// The tool's env vars and decrypted secrets.
-    pub env: Vec<(String, String)>,
+    /// The tool's env vars and decrypted secrets, by name.
+    pub env: Secret<Vec<(String, String)>>,
     /// The host identity of the tool's organization.
     pub identity: Identity,
     /// The values to mask in whatever the runtime reports (the tool's secrets).
-    pub secrets: Vec<String>,
-}
-
-impl std::fmt::Debug for VersionRuntime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VersionRuntime")
-            .field("project", &self.project)
-            .field("venv", &self.venv)
-            .field("entrypoint", &self.entrypoint)
-            .field("env", &self.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
-            .field("secrets", &self.secrets.len())
-            .field("identity", &self.identity)
-            .finish_non_exhaustive()
-    }
+    pub secrets: Secret<Vec<String>>,
 }
 
 impl VersionRuntime {
     /// A digest of the environment: a zygote started with other values is stale.
     pub fn fingerprint(&self) -> String {
         use sha2::{Digest, Sha256};
-        let mut env = self.env.clone();
+        let mut env = self.env.expose().clone();
         env.sort();
         let mut hash = Sha256::new();
         for (k, v) in &env {

@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
 use crate::egress::{EgressLink, EgressPolicy};
+use crate::secret::Secret;
 
 /// Why a sandboxed run could not happen (as opposed to the code failing inside it).
 #[derive(Debug, thiserror::Error)]
@@ -196,7 +197,8 @@ pub enum Network {
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     mounts: Vec<Mount>,
-    env: Vec<(String, String)>,
+    /// Values may be credentials (a package index's, a proxy's): never shown by `Debug`.
+    env: Secret<Vec<(String, String)>>,
     cwd: PathBuf,
     network: Network,
     limits: Limits,
@@ -272,7 +274,7 @@ impl Sandbox {
     pub fn new() -> Self {
         Sandbox {
             mounts: Vec::new(),
-            env: Vec::new(),
+            env: Secret::default(),
             cwd: PathBuf::from("/"),
             network: Network::Off,
             limits: Limits::default(),
@@ -335,7 +337,7 @@ impl Sandbox {
 
     /// Sets an environment variable inside (the environment starts empty).
     pub fn env(mut self, name: &str, value: &str) -> Self {
-        self.env.push((name.to_owned(), value.to_owned()));
+        self.env.expose_mut().push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -465,7 +467,7 @@ impl Sandbox {
             "TMPDIR",
             "/tmp",
         ]);
-        for (k, v) in &self.env {
+        for (k, v) in self.env.expose() {
             cmd.arg("--setenv").arg(k).arg(v);
         }
         cmd.arg("--chdir").arg(&self.cwd);

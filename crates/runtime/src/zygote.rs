@@ -21,6 +21,7 @@ use tokio::sync::{oneshot, Semaphore};
 
 use crate::cgroup::SandboxCgroup;
 use crate::sandbox::{Identity, Limits, Mount, Network, Sandbox, SandboxError};
+use crate::secret::Secret;
 
 /// The harness, compiled into the binary so that the server never reads its source tree.
 pub const HARNESS: &str = include_str!("../python/toolsmith_harness.py");
@@ -65,8 +66,9 @@ impl Default for InvocationLimits {
     }
 }
 
-/// What starts a zygote. Its `Debug` leaves out the environment's values, which hold secrets.
-#[derive(Clone)]
+/// What starts a zygote. The environment's values and the secrets are [`Secret`]s, so that
+/// `Debug` shows neither.
+#[derive(Clone, Debug)]
 pub struct ZygoteConfig {
     /// The version's source tree (mounted read-only at `/project`).
     pub project: PathBuf,
@@ -81,7 +83,7 @@ pub struct ZygoteConfig {
     /// Whether the entrypoint takes `context`.
     pub takes_context: bool,
     /// The tool's environment: env vars and decrypted secrets.
-    pub env: Vec<(String, String)>,
+    pub env: Secret<Vec<(String, String)>>,
     /// How the sandbox reaches the network.
     pub network: Network,
     /// The host identity the tool's code runs as.
@@ -94,23 +96,9 @@ pub struct ZygoteConfig {
     /// cgroups are available.
     pub cgroup: Option<Arc<SandboxCgroup>>,
     /// Values masked in every error and log line about this zygote (the tool's secrets).
-    pub secrets: Vec<String>,
+    pub secrets: Secret<Vec<String>>,
     /// How long importing the tool may take.
     pub start_timeout: Duration,
-}
-
-impl std::fmt::Debug for ZygoteConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ZygoteConfig")
-            .field("project", &self.project)
-            .field("venv", &self.venv)
-            .field("entrypoint", &self.entrypoint)
-            .field("env", &self.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
-            .field("secrets", &self.secrets.len())
-            .field("identity", &self.identity)
-            .field("network", &self.network)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Why a zygote could not start.
@@ -196,7 +184,7 @@ pub struct Zygote {
     limits: InvocationLimits,
     /// One permit per per-invocation cgroup slot: invocations beyond wait for a slot.
     slots: Option<Arc<Semaphore>>,
-    secrets: Vec<String>,
+    secrets: Secret<Vec<String>>,
     sandbox_pid: Option<u32>,
     bwrap_pid: Option<u32>,
     _cgroup: Option<Arc<SandboxCgroup>>,
@@ -229,6 +217,10 @@ mod frame {
     pub const MAX: usize = 256 << 20;
 }
 
+// The JSON frames. Each has exactly these fields both ways (the harness's records `Start`,
+// `Limits`, `Ready`, `Request` and `Answer` have the same ones), and `python/zygote_frames.json`
+// holds an example of every frame kind, byte for byte, that the tests of both sides check.
+
 /// The start configuration the harness reads.
 #[derive(serde::Serialize)]
 struct StartFrame<'a> {
@@ -240,6 +232,24 @@ struct StartFrame<'a> {
     slots: Vec<Vec<i32>>,
 }
 
+impl StartFrame<'_> {
+    /// The start configuration of `config`, whose slots the harness has as `slots`.
+    fn of(config: &ZygoteConfig, slots: Vec<Vec<i32>>) -> StartFrame<'_> {
+        StartFrame {
+            entrypoint: &config.entrypoint,
+            takes_context: config.takes_context,
+            env: config.env.expose().iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            limits: LimitsFrame {
+                memory_bytes: config.limits.memory_bytes,
+                cpu_secs: config.limits.cpu_secs,
+                file_size_bytes: config.limits.file_size_bytes,
+                output_bytes: config.limits.output_bytes,
+            },
+            slots,
+        }
+    }
+}
+
 #[derive(serde::Serialize)]
 struct LimitsFrame {
     memory_bytes: u64,
@@ -248,15 +258,15 @@ struct LimitsFrame {
     output_bytes: usize,
 }
 
-/// The harness's answer to the start configuration.
-#[derive(serde::Deserialize, Default)]
+/// The harness's answer to the start configuration: ready, or the exception that kept the tool
+/// from importing (empty when ready). A frame with other fields is not the harness's.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ReadyFrame {
     ready: bool,
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type")]
     exception_type: String,
-    #[serde(default)]
     message: String,
-    #[serde(default)]
     traceback: String,
 }
 
@@ -267,19 +277,26 @@ struct RequestFrame<'a> {
     context: &'a Value,
 }
 
-/// A child's answer.
+/// The payload of a request frame: `u32 length | JSON`, handed to the child as it is.
+fn request_payload(input: &Value, context: &Value) -> Vec<u8> {
+    let body = serde_json::to_vec(&RequestFrame { input, context }).unwrap_or_default();
+    let mut payload = Vec::with_capacity(body.len() + 4);
+    payload.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    payload.extend_from_slice(&body);
+    payload
+}
+
+/// A child's answer: the output, or the exception the tool raised (the fields of the other
+/// case are empty).
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AnswerFrame {
     ok: bool,
-    #[serde(default)]
     output: String,
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type")]
     exception_type: String,
-    #[serde(default)]
     message: String,
-    #[serde(default)]
     trace: Vec<String>,
-    #[serde(default)]
     duration_ms: f64,
 }
 
@@ -332,10 +349,47 @@ fn split_report(kind: u8, payload: &[u8]) -> Option<Finished> {
     Some(Finished { kind, body, logs: String::from_utf8_lossy(logs).into_owned(), truncated: *flag != 0 })
 }
 
+impl Finished {
+    /// What the report means for the caller; `elapsed` is how long the invocation took as the
+    /// server saw it (the answer carries the tool's own time). An answer that cannot be read
+    /// becomes a crash whose status quotes it, with `secrets` masked.
+    fn outcome(self, elapsed: Duration, secrets: &[String]) -> RunOutcome {
+        let mut logs = self.logs;
+        if self.truncated {
+            logs.push_str("\n[output truncated: the tool printed more than the limit]\n");
+        }
+        let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+        if self.kind != frame::ANSWER {
+            return RunOutcome::Crashed {
+                status: String::from_utf8_lossy(&self.body).into_owned(),
+                duration_ms: elapsed_ms,
+                logs,
+            };
+        }
+        match serde_json::from_slice::<AnswerFrame>(&self.body) {
+            Ok(answer) if answer.ok => {
+                RunOutcome::Returned { output: answer.output, duration_ms: answer.duration_ms, logs }
+            }
+            Ok(answer) => RunOutcome::Raised {
+                exception_type: answer.exception_type,
+                message: answer.message,
+                trace: answer.trace,
+                duration_ms: answer.duration_ms,
+                logs,
+            },
+            Err(e) => RunOutcome::Crashed {
+                status: mask(&format!("the tool's answer could not be read: {e}"), secrets),
+                duration_ms: elapsed_ms,
+                logs,
+            },
+        }
+    }
+}
+
 impl Zygote {
     /// Starts the sandbox, sends the configuration and waits until the tool is imported.
     pub async fn start(config: ZygoteConfig) -> Result<Zygote, StartError> {
-        let masked = |text: &str| mask(text, &config.secrets);
+        let masked = |text: &str| mask(text, config.secrets.expose());
         let sandbox_limits = Limits {
             // The zygote's own limits bound the whole sandbox; each invocation gets tighter ones.
             memory_bytes: config.limits.memory_bytes.saturating_add(1 << 30),
@@ -414,19 +468,8 @@ impl Zygote {
                 }
             });
         }
-        let start = StartFrame {
-            entrypoint: &config.entrypoint,
-            takes_context: config.takes_context,
-            env: config.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
-            limits: LimitsFrame {
-                memory_bytes: config.limits.memory_bytes,
-                cpu_secs: config.limits.cpu_secs,
-                file_size_bytes: config.limits.file_size_bytes,
-                output_bytes: config.limits.output_bytes,
-            },
-            slots: slot_fds,
-        };
-        let start = serde_json::to_vec(&start).map_err(|e| StartError::NoAnswer(e.to_string()))?;
+        let start =
+            serde_json::to_vec(&StartFrame::of(&config, slot_fds)).map_err(|e| StartError::NoAnswer(e.to_string()))?;
         // What the harness printed to stderr may hold the tool's secrets: masked before it
         // goes anywhere.
         let stderr_text = |tail: &Arc<Mutex<Vec<u8>>>| {
@@ -438,7 +481,13 @@ impl Zygote {
         }
         let ready = tokio::time::timeout(config.start_timeout, read_frame(&mut stdout)).await;
         let ready = match ready {
-            Ok(Some((frame::READY, _, payload))) => serde_json::from_slice::<ReadyFrame>(&payload).unwrap_or_default(),
+            Ok(Some((frame::READY, _, payload))) => match serde_json::from_slice::<ReadyFrame>(&payload) {
+                Ok(ready) => ready,
+                // serde's message may quote the frame, which may quote the tool's secrets.
+                Err(e) => {
+                    return Err(StartError::NoAnswer(masked(&format!("the harness's ready frame is unreadable: {e}"))))
+                }
+            },
             Ok(_) => {
                 let _ = child.wait().await;
                 // Let the stderr reader catch up with what the process printed as it died.
@@ -481,7 +530,7 @@ impl Zygote {
                 // Not stopped by the pool: the harness itself ended. What it printed says why.
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 let text = String::from_utf8_lossy(&tail.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
-                tracing::warn!(stderr = %mask(&text, &secrets), "a tool runtime exited unexpectedly");
+                tracing::warn!(stderr = %mask(&text, secrets.expose()), "a tool runtime exited unexpectedly");
             }
             // Dropping the senders tells every waiting caller that the runtime is gone.
             reader.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -560,11 +609,7 @@ impl Zygote {
         let (tx, mut rx) = oneshot::channel();
         self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
         let started = Instant::now();
-        let body = serde_json::to_vec(&RequestFrame { input, context }).unwrap_or_default();
-        let mut request = Vec::with_capacity(body.len() + 4);
-        request.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        request.extend_from_slice(&body);
-        if !self.send(&encode(frame::REQUEST, id, &request)).await {
+        if !self.send(&encode(frame::REQUEST, id, &request_payload(input, context))).await {
             self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             return RunOutcome::RuntimeLost;
         }
@@ -583,34 +628,7 @@ impl Zygote {
                 return RunOutcome::TimedOut { limit: self.limits.timeout, logs };
             }
         };
-        let mut logs = finished.logs;
-        if finished.truncated {
-            logs.push_str("\n[output truncated: the tool printed more than the limit]\n");
-        }
-        if finished.kind != frame::ANSWER {
-            return RunOutcome::Crashed {
-                status: String::from_utf8_lossy(&finished.body).into_owned(),
-                duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-                logs,
-            };
-        }
-        match serde_json::from_slice::<AnswerFrame>(&finished.body) {
-            Ok(answer) if answer.ok => {
-                RunOutcome::Returned { output: answer.output, duration_ms: answer.duration_ms, logs }
-            }
-            Ok(answer) => RunOutcome::Raised {
-                exception_type: answer.exception_type,
-                message: answer.message,
-                trace: answer.trace,
-                duration_ms: answer.duration_ms,
-                logs,
-            },
-            Err(e) => RunOutcome::Crashed {
-                status: format!("the tool's answer could not be read: {e}"),
-                duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-                logs,
-            },
-        }
+        finished.outcome(started.elapsed(), self.secrets.expose())
     }
 
     /// The host pid of the zygote's interpreter (PID 1 of its sandbox), for inspection.
@@ -620,7 +638,7 @@ impl Zygote {
 
     /// The values masked in everything this zygote reports (the tool's secrets).
     pub fn secrets(&self) -> &[String] {
-        &self.secrets
+        self.secrets.expose()
     }
 }
 
@@ -661,5 +679,129 @@ mod tests {
     fn masks_every_occurrence_longest_first() {
         let secrets = vec!["s3cr3t".to_owned(), "s3cr3t-extended".to_owned(), "ab".to_owned()];
         assert_eq!(mask("x s3cr3t-extended y s3cr3t ab", &secrets), "x ******** y ******** ab");
+    }
+
+    /// One example of every frame, with its bytes; the harness's tests check the same file.
+    fn fixture(direction: &str) -> Vec<Value> {
+        let frames: Value = serde_json::from_str(include_str!("../python/zygote_frames.json")).unwrap();
+        frames[direction].as_array().unwrap().clone()
+    }
+
+    fn kind_of(frame: &Value) -> u8 {
+        frame["kind"].as_str().unwrap().as_bytes()[0]
+    }
+
+    fn text(value: &Value) -> String {
+        value.as_str().unwrap_or_else(|| panic!("{value} is not a string")).to_owned()
+    }
+
+    /// A configuration holding what the fixture's start frame says, read field by field.
+    fn config_of(start: &Value) -> ZygoteConfig {
+        let number = |name: &str| start["limits"][name].as_u64().unwrap_or_else(|| panic!("limits.{name}"));
+        ZygoteConfig {
+            project: PathBuf::new(),
+            venv: PathBuf::new(),
+            base_prefix: PathBuf::new(),
+            harness_dir: PathBuf::new(),
+            entrypoint: text(&start["entrypoint"]),
+            takes_context: start["takes_context"].as_bool().unwrap(),
+            env: Secret::new(start["env"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), text(v))).collect()),
+            network: Network::Off,
+            identity: Identity::NOBODY,
+            tmp_bytes: 0,
+            limits: InvocationLimits {
+                memory_bytes: number("memory_bytes"),
+                cpu_secs: number("cpu_secs"),
+                file_size_bytes: number("file_size_bytes"),
+                output_bytes: number("output_bytes") as usize,
+                ..InvocationLimits::default()
+            },
+            cgroup: None,
+            secrets: Secret::default(),
+            start_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn frames_the_server_sends_are_the_fixtures_byte_for_byte() {
+        let frames = fixture("to_zygote");
+        let kinds: Vec<u8> = frames.iter().map(kind_of).collect();
+        assert_eq!(kinds, [frame::START, frame::REQUEST, frame::KILL]);
+        for sent in frames {
+            let (kind, id, payload) = (kind_of(&sent), sent["id"].as_u64().unwrap(), &sent["payload"]);
+            let body = match kind {
+                frame::START => {
+                    let slots = serde_json::from_value(payload["slots"].clone()).unwrap();
+                    serde_json::to_vec(&StartFrame::of(&config_of(payload), slots)).unwrap()
+                }
+                frame::REQUEST => request_payload(&payload["input"], &payload["context"]),
+                _ => Vec::new(),
+            };
+            let bytes = hex::encode(encode(kind, id, &body));
+            assert_eq!(bytes, text(&sent["hex"]), "the {} frame as the server encodes it", kind as char);
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_the_harness_sends_read_as_the_fixture_says() {
+        let frames = fixture("from_zygote");
+        let mut kinds: Vec<u8> = frames.iter().map(kind_of).collect();
+        kinds.dedup();
+        assert_eq!(kinds, [frame::READY, frame::ANSWER, frame::CRASHED]);
+        let elapsed = Duration::from_millis(40);
+        for received in frames {
+            let bytes = hex::decode(text(&received["hex"])).unwrap();
+            let (kind, id, payload) = read_frame(&mut bytes.as_slice()).await.expect("a whole frame");
+            assert_eq!((kind, id), (kind_of(&received), received["id"].as_u64().unwrap()));
+            if kind == frame::READY {
+                let expected = &received["payload"];
+                let ready: ReadyFrame = serde_json::from_slice(&payload).unwrap();
+                assert_eq!(ready.ready, expected["ready"].as_bool().unwrap());
+                assert_eq!(ready.exception_type, text(&expected["type"]));
+                assert_eq!(ready.message, text(&expected["message"]));
+                assert_eq!(ready.traceback, text(&expected["traceback"]));
+                continue;
+            }
+            let mut logs = text(&received["logs"]);
+            if received["truncated"].as_bool().unwrap() {
+                logs.push_str("\n[output truncated: the tool printed more than the limit]\n");
+            }
+            let answer = &received["answer"];
+            let expected = match kind {
+                frame::CRASHED => RunOutcome::Crashed { status: text(&received["status"]), duration_ms: 40.0, logs },
+                _ if answer["ok"].as_bool().unwrap() => RunOutcome::Returned {
+                    output: text(&answer["output"]),
+                    duration_ms: answer["duration_ms"].as_f64().unwrap(),
+                    logs,
+                },
+                _ => RunOutcome::Raised {
+                    exception_type: text(&answer["type"]),
+                    message: text(&answer["message"]),
+                    trace: answer["trace"].as_array().unwrap().iter().map(text).collect(),
+                    duration_ms: answer["duration_ms"].as_f64().unwrap(),
+                    logs,
+                },
+            };
+            let finished = split_report(kind, &payload).expect("a report");
+            assert_eq!(finished.outcome(elapsed, &[]), expected);
+        }
+    }
+
+    #[test]
+    fn an_answer_with_a_field_of_another_name_is_not_taken_for_one() {
+        let answered = fixture("from_zygote").into_iter().find(|f| kind_of(f) == frame::ANSWER).unwrap();
+        let mut answer = answered["answer"].as_object().unwrap().clone();
+        let value = answer.remove("type").unwrap();
+        answer.insert("exception_type".into(), value);
+        let finished = Finished {
+            kind: frame::ANSWER,
+            body: serde_json::to_vec(&answer).unwrap(),
+            logs: String::new(),
+            truncated: false,
+        };
+        let RunOutcome::Crashed { status, .. } = finished.outcome(Duration::ZERO, &[]) else {
+            panic!("read as an answer")
+        };
+        assert!(status.contains("could not be read"), "{status}");
     }
 }

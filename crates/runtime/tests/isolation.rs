@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use toolsmith_runtime::{Identity, InvocationLimits, Pool, PoolConfig, RunOutcome, VersionRuntime};
+use toolsmith_runtime::{Identity, InvocationLimits, Pool, PoolConfig, RunOutcome, Secret, VersionRuntime};
 
 fn base_prefix() -> PathBuf {
     let out = Command::new("python3").args(["-c", "import sys; print(sys.base_prefix)"]).output().unwrap();
@@ -34,9 +34,9 @@ fn fixture(limits: InvocationLimits, tmp_bytes: u64) -> Fixture {
         base_prefix: base_prefix(),
         entrypoint: "intruder.tool:run".into(),
         takes_context: true,
-        env: vec![("API_TOKEN".into(), "token-of-the-tool".into())],
+        env: Secret::new(vec![("API_TOKEN".into(), "token-of-the-tool".into())]),
         identity: Identity { uid: 1_999_000_001, gid: 1_999_000_001 },
-        secrets: vec!["token-of-the-tool".into()],
+        secrets: Secret::new(vec!["token-of-the-tool".into()]),
     };
     Fixture { _dir: dir, pool, runtime }
 }

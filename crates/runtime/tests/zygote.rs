@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use toolsmith_runtime::{InvocationLimits, Pool, PoolConfig, RunOutcome, VersionRuntime};
+use toolsmith_runtime::{InvocationLimits, Pool, PoolConfig, RunOutcome, Secret, VersionRuntime};
 
 fn base_prefix() -> PathBuf {
     let out = Command::new("python3").args(["-c", "import sys; print(sys.base_prefix)"]).output().unwrap();
@@ -39,13 +39,13 @@ fn fixture(limits: InvocationLimits, network: bool) -> Fixture {
 fn runtime(f: &Fixture, tool: &str, entrypoint: &str, env: &[(&str, &str)]) -> VersionRuntime {
     VersionRuntime {
         identity: toolsmith_runtime::Identity::NOBODY,
-        secrets: Vec::new(),
+        secrets: Secret::default(),
         project: sample(tool),
         venv: f.venv.clone(),
         base_prefix: base_prefix(),
         entrypoint: entrypoint.to_owned(),
         takes_context: tool == "context_echo",
-        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        env: Secret::new(env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
     }
 }
 
