@@ -12,8 +12,8 @@ use crate::db::{get_bool, get_id, Dialect};
 use crate::secrets::Sealed;
 use crate::{Store, StoreError, UserRef};
 
-/// A variable to create.
-#[derive(Debug, Clone)]
+/// A variable to create. Its `Debug` shows the value only when it is not a secret.
+#[derive(Clone)]
 pub struct EnvVarInsert {
     /// Its name.
     pub name: EnvVarName,
@@ -23,8 +23,9 @@ pub struct EnvVarInsert {
     pub is_secret: bool,
 }
 
-/// One batch of changes, applied all together or not at all.
-#[derive(Debug, Clone, Default)]
+/// One batch of changes, applied all together or not at all. Its `Debug` shows no value: an
+/// update does not say whether the variable it changes is a secret.
+#[derive(Clone, Default)]
 pub struct EnvVarChanges {
     /// Variables to create.
     pub inserts: Vec<EnvVarInsert>,
@@ -32,6 +33,29 @@ pub struct EnvVarChanges {
     pub updates: Vec<(EnvVarName, String)>,
     /// Variables to delete.
     pub deletes: Vec<EnvVarName>,
+}
+
+impl std::fmt::Debug for EnvVarInsert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = if self.is_secret { "***" } else { self.value.as_str() };
+        f.debug_struct("EnvVarInsert")
+            .field("name", &self.name)
+            .field("value", &value)
+            .field("is_secret", &self.is_secret)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for EnvVarChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inserts: Vec<(&EnvVarName, bool)> = self.inserts.iter().map(|i| (&i.name, i.is_secret)).collect();
+        let updates: Vec<&EnvVarName> = self.updates.iter().map(|(name, _)| name).collect();
+        f.debug_struct("EnvVarChanges")
+            .field("inserts", &inserts)
+            .field("updates", &updates)
+            .field("deletes", &self.deletes)
+            .finish()
+    }
 }
 
 /// A variable with its value in plaintext, for the process that runs the tool.

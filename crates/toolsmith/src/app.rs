@@ -131,46 +131,18 @@ struct Inner {
 pub struct AppState(Arc<Inner>);
 
 impl AppState {
-    /// Assembles the state.
+    /// Assembles the state from what [`crate::server::Application::build`] opened. Nothing is
+    /// started here: the background tasks belong to the application.
     pub fn new(
         store: Store,
         repos: RepoStore,
         builder: Result<Builder, String>,
+        runtime: Option<Arc<Pool>>,
         tokens: TokenSigner,
         limiter: RateLimiter,
         settings: Settings,
     ) -> Self {
-        // The runtime keeps its harness beside the artifacts it runs.
-        let runtime = builder.as_ref().ok().and_then(|b| {
-            let dir = b.artifacts.parent().unwrap_or(&b.artifacts).join("runtime");
-            match Pool::new(settings.runtime.clone(), &dir) {
-                Ok(pool) => {
-                    if !toolsmith_runtime::sandbox::running_as_root() {
-                        tracing::warn!(
-                            "not running as root: tool code runs as this service's own uid in a user namespace, \
-                             not as a separate uid per organization"
-                        );
-                    }
-                    if let Some(why) = pool.cgroup_problem() {
-                        tracing::warn!(
-                            reason = why,
-                            "no process-count cgroup for sandboxes; falling back to RLIMIT_NPROC, which does not bind root"
-                        );
-                    }
-                    let pool = Arc::new(pool);
-                    pool.spawn_evictor();
-                    Some(pool)
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, dir = %dir.display(), "cannot prepare the tool runtime");
-                    None
-                }
-            }
-        });
-        let validators = Mutex::new(HashMap::new());
-        let metrics = crate::metrics::Metrics::new();
-        let retention = settings.invocation_retention.clone();
-        let state = AppState(Arc::new(Inner {
+        AppState(Arc::new(Inner {
             store,
             tested_builds: TestedBuilds::default(),
             repos,
@@ -179,13 +151,17 @@ impl AppState {
             limiter,
             settings,
             runtime,
-            validators,
-            metrics,
-        }));
-        if let Some(retention) = retention {
-            spawn_invocation_retention(Arc::downgrade(&state.0), retention);
+            validators: Mutex::new(HashMap::new()),
+            metrics: crate::metrics::Metrics::new(),
+        }))
+    }
+
+    /// Starts deleting invocation records past the retention, when there is one; the task ends
+    /// when the state is dropped.
+    pub fn spawn_retention(&self) {
+        if let Some(retention) = self.0.settings.invocation_retention.clone() {
+            spawn_invocation_retention(Arc::downgrade(&self.0), retention);
         }
-        state
     }
 
     /// The zygote pool that runs invocations, when tools can run on this server.

@@ -352,7 +352,8 @@ mod tests {
             ("--max-body-bytes", "12"),
             ("--max-concurrent-invocations", "0"),
         ] {
-            let err = Cli::try_parse_from(["toolsmith", "serve", flag, bad]).map(|_| ()).expect_err("refused").to_string();
+            let err =
+                Cli::try_parse_from(["toolsmith", "serve", flag, bad]).map(|_| ()).expect_err("refused").to_string();
             assert!(err.contains(flag) && err.contains(bad), "{err}");
         }
         let err = serve(&["--database-url", "mysql://u:pw@h/db"]).settings().unwrap_err();

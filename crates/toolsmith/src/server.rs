@@ -1,12 +1,18 @@
 //! Starting the service: open the store, load keys, bootstrap, listen, shut down gracefully.
 
 use std::future::IntoFuture;
-use std::sync::Mutex;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use toolsmith_repo::{Limits, RepoStore};
 use toolsmith_store::Store;
+
+use toolsmith_domain::OrgId;
+use toolsmith_runtime::Pool;
 
 use crate::app::{AppState, Builder, Settings};
 use crate::config::{LogFormat, ServeArgs, StorageArgs, Switch};
@@ -45,18 +51,6 @@ pub fn rate_limiter(store: &Store, switch: Switch) -> RateLimiter {
     }
 }
 
-/// Builds the application state.
-pub fn state(
-    store: Store,
-    repos: RepoStore,
-    builder: Result<Builder, String>,
-    token_key: Vec<u8>,
-    limiter: RateLimiter,
-    settings: Settings,
-) -> AppState {
-    AppState::new(store, repos, builder, TokenSigner::new(token_key), limiter, settings)
-}
-
 /// Finds the toolchain and prepares the environments, caches, scratch and artifacts directories
 /// under the data directory (removing what a server that died left in its scratch space); the
 /// error is the reason publishing will be unavailable.
@@ -87,68 +81,200 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
+/// How to start the service: what `toolsmith serve` reads from its flags, and what the tests
+/// give directly. Every value is already checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The data directory and database.
+    pub storage: StorageArgs,
+    /// Where the API listens; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The service's tunables.
+    pub settings: Settings,
+    /// Whether rate limits apply.
+    pub rate_limits: Switch,
+    /// Push and file-size limits of the repositories.
+    pub repo_limits: Limits,
+    /// The Python interpreter tools are built for and run on.
+    pub python: String,
+    /// The uv binary, when not found next to the interpreter.
+    pub uv: Option<PathBuf>,
+    /// The organization to create on the first start, if any.
+    pub bootstrap_org: Option<OrgId>,
+    /// How long running requests may take to finish once a shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+impl ServeArgs {
+    /// The configuration these flags describe.
+    pub fn config(&self) -> Result<Config, String> {
+        Ok(Config {
+            storage: self.storage.clone(),
+            listen: self.listen,
+            metrics_listen: self.metrics_listen,
+            settings: self.settings()?,
+            rate_limits: self.rate_limits,
+            repo_limits: self.repo_limits(),
+            python: self.python.clone(),
+            uv: self.uv.clone(),
+            bootstrap_org: Some(self.bootstrap_org.clone()),
+            shutdown_grace: self.shutdown_grace(),
+        })
+    }
+}
+
+/// The service, opened and listening but not yet serving: `main` and the tests start it the same
+/// way, through [`Application::build`], and run it with [`Application::run`].
+pub struct Application {
+    state: AppState,
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    grace: Duration,
+    bootstrapped: Option<bootstrap::Bootstrapped>,
+}
+
+impl Application {
+    /// Opens the store (applying migrations), the keys, the repositories and the build
+    /// toolchain; bootstraps an empty installation; fails the builds a stopped server left
+    /// running; starts the background tasks (tool runtimes' eviction, stale-build sweep,
+    /// retention); and binds the listeners.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let store = open_store(&config.storage).await?;
+        let token_key = keys::load_token_key(&config.storage.data_dir)?;
+        let repos = open_repos(&config.storage, config.repo_limits)?;
+        let bootstrapped = match &config.bootstrap_org {
+            Some(org) => bootstrap::bootstrap_if_empty(&store, &repos, org).await?,
+            None => None,
+        };
+        let limiter = rate_limiter(&store, config.rate_limits);
+        let builder = open_builder(&config.storage.data_dir, &config.python, config.uv.as_deref()).await;
+        match &builder {
+            Ok(b) => {
+                tracing::info!(python = %b.toolchain.python.display(), version = %b.toolchain.version, uv = %b.toolchain.uv.display(), "build toolchain ready");
+                if let Some(why) = b.envs.cgroup_problem() {
+                    tracing::warn!(
+                        reason = why,
+                        "no cgroup for build steps; their processes are bounded by RLIMIT_NPROC, per identity"
+                    );
+                }
+            }
+            Err(why) => {
+                tracing::warn!(reason = %why, "publishing is unavailable until the build toolchain is installed")
+            }
+        }
+        let runtime = builder.as_ref().ok().and_then(|b| open_runtime(&config.settings, b));
+        // Builds left "running" by a server that stopped will never finish: failed now, and from
+        // then on as soon as the lease of the lock they ran under runs out. A build has at most
+        // six sandboxed steps (resolving and installing may each take two), each within the step
+        // timeout.
+        let build_age = config.settings.build_step_timeout.as_secs() as i64 * 8;
+        let stale = store.fail_stale_builds(build_age).await?;
+        if stale > 0 {
+            tracing::warn!(count = stale, "marked interrupted builds as failed");
+        }
+        spawn_stale_build_sweep(store.clone(), config.settings.lock_lease, build_age);
+        let state =
+            AppState::new(store, repos, builder, runtime, TokenSigner::new(token_key), limiter, config.settings);
+        state.spawn_retention();
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {} (is another server running there?)", config.listen))?;
+        let metrics = match config.metrics_listen {
+            Some(address) => {
+                Some(TcpListener::bind(address).await.with_context(|| format!("listening for metrics on {address}"))?)
+            }
+            None => None,
+        };
+        Ok(Application { state, listener, metrics, grace: config.shutdown_grace, bootstrapped })
+    }
+
+    /// The address the API listens on.
+    pub fn address(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// The service's state.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// What the first start created, to be shown once.
+    pub fn bootstrapped(&self) -> Option<&bootstrap::Bootstrapped> {
+        self.bootstrapped.as_ref()
+    }
+
+    /// Serves until `signals` counts one stop request, then drains (see [`drain`]); a second
+    /// one cuts the requests still running. Writes the last invocation records and closes the
+    /// database before returning.
+    pub async fn run(self, signals: tokio::sync::watch::Receiver<u32>) -> anyhow::Result<()> {
+        let store = self.state.store().clone();
+        tracing::info!(address = %self.listener.local_addr()?, backend = ?store.dialect(), "toolsmith is listening");
+        if let Some(metrics) = self.metrics {
+            // A listener of its own, so that the metrics are never exposed with the API.
+            tracing::info!(address = %metrics.local_addr()?, "metrics are served at /metrics");
+            let mut stop = signals.clone();
+            let state = self.state.clone();
+            tokio::spawn(crate::metrics::serve(metrics, state, async move { self::signalled(&mut stop, 1).await }));
+        }
+        let app = crate::http::router(self.state);
+        drain(self.listener, app, signals, self.grace).await?;
+        // Every request that answered has its invocations committed already; rows of requests
+        // cut at the deadline may still be queued, and are written before the database closes.
+        if let Err(err) = store.flush_invocations().await {
+            tracing::error!(error = %err, "could not write the last invocation records");
+        }
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The zygote pool of a server whose toolchain was found; it keeps its harness beside the
+/// artifacts it runs. `None` (tools cannot run) when it cannot be prepared.
+fn open_runtime(settings: &Settings, builder: &Builder) -> Option<Arc<Pool>> {
+    let dir = builder.artifacts.parent().unwrap_or(&builder.artifacts).join("runtime");
+    match Pool::new(settings.runtime.clone(), &dir) {
+        Ok(pool) => {
+            if !toolsmith_runtime::sandbox::running_as_root() {
+                tracing::warn!(
+                    "not running as root: tool code runs as this service's own uid in a user namespace, \
+                     not as a separate uid per organization"
+                );
+            }
+            if let Some(why) = pool.cgroup_problem() {
+                tracing::warn!(
+                    reason = why,
+                    "no process-count cgroup for sandboxes; falling back to RLIMIT_NPROC, which does not bind root"
+                );
+            }
+            let pool = Arc::new(pool);
+            pool.spawn_evictor();
+            Some(pool)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, dir = %dir.display(), "cannot prepare the tool runtime");
+            None
+        }
+    }
+}
+
 /// `toolsmith serve`.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let settings = args.settings().map_err(anyhow::Error::msg)?;
+    let config = args.config().map_err(anyhow::Error::msg)?;
     init_logging(args.log_format);
-    let store = open_store(&args.storage).await?;
-    let token_key = keys::load_token_key(&args.storage.data_dir)?;
-    let repos = open_repos(&args.storage, args.repo_limits())?;
-    if let Some(created) = bootstrap::bootstrap_if_empty(&store, &repos, &args.bootstrap_org).await? {
+    let application = Application::build(config).await?;
+    if let Some(created) = application.bootstrapped() {
         // Written once and never fatal: a closed stdout (a pipe whose reader left) must not stop
         // the server.
         use std::io::Write;
-        let _ = std::io::stdout().lock().write_all(bootstrap::welcome(&created, &args.public_url()).as_bytes());
+        let _ = std::io::stdout().lock().write_all(bootstrap::welcome(created, &args.public_url()).as_bytes());
         let _ = std::io::stdout().flush();
     }
-    let limiter = rate_limiter(&store, args.rate_limits);
-    let builder = open_builder(&args.storage.data_dir, &args.python, args.uv.as_deref()).await;
-    match &builder {
-        Ok(b) => {
-            tracing::info!(python = %b.toolchain.python.display(), version = %b.toolchain.version, uv = %b.toolchain.uv.display(), "build toolchain ready");
-            if let Some(why) = b.envs.cgroup_problem() {
-                tracing::warn!(
-                    reason = why,
-                    "no cgroup for build steps; their processes are bounded by RLIMIT_NPROC, per identity"
-                );
-            }
-        }
-        Err(why) => tracing::warn!(reason = %why, "publishing is unavailable until the build toolchain is installed"),
-    }
-    // Builds left "running" by a server that stopped will never finish: failed now, and from
-    // then on as soon as the lease of the lock they ran under runs out. A build has at most six
-    // sandboxed steps (resolving and installing may each take two), each within the step timeout.
-    let build_age = settings.build_step_timeout.as_secs() as i64 * 8;
-    let stale = store.fail_stale_builds(build_age).await?;
-    if stale > 0 {
-        tracing::warn!(count = stale, "marked interrupted builds as failed");
-    }
-    spawn_stale_build_sweep(store.clone(), settings.lock_lease, build_age);
-    let app_state = state(store.clone(), repos, builder, token_key, limiter, settings);
-    let app = crate::http::router(app_state.clone());
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {} (is another server running there?)", args.listen))?;
-    tracing::info!(address = %args.listen, backend = ?store.dialect(), "toolsmith is listening");
     let (signalled, signals) = tokio::sync::watch::channel(0u32);
     tokio::spawn(count_signals(signalled));
-    if let Some(address) = args.metrics_listen {
-        // A listener of its own, so that the metrics are never exposed with the API.
-        let metrics =
-            TcpListener::bind(address).await.with_context(|| format!("listening for metrics on {address}"))?;
-        tracing::info!(address = %address, "metrics are served at /metrics");
-        let mut stop = signals.clone();
-        tokio::spawn(crate::metrics::serve(metrics, app_state, async move { self::signalled(&mut stop, 1).await }));
-    }
-    drain(listener, app, signals, args.shutdown_grace()).await?;
-    // Every request that answered has its invocations committed already; rows of requests cut
-    // at the deadline may still be queued, and are written before the database closes.
-    if let Err(err) = store.flush_invocations().await {
-        tracing::error!(error = %err, "could not write the last invocation records");
-    }
-    store.close().await;
-    tracing::info!("stopped");
-    Ok(())
+    application.run(signals).await
 }
 
 /// Serves until the first SIGTERM or SIGINT, then stops accepting connections (the listener is

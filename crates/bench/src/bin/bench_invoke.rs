@@ -437,13 +437,13 @@ async fn measure_zygote(python: &Path, scratch: &Path) -> anyhow::Result<Vec<Row
     let pool = Pool::new(PoolConfig::default(), &scratch.join("runtime"))?;
     let runtime = VersionRuntime {
         identity: toolsmith_runtime::Identity::NOBODY,
-        secrets: Vec::new(),
+        secrets: Default::default(),
         project: scratch.join("trivial_tool"),
         venv,
         base_prefix: PathBuf::from(base_prefix.trim()),
         entrypoint: "trivial_tool.tool:run".to_owned(),
         takes_context: false,
-        env: Vec::new(),
+        env: Default::default(),
     };
     let (mut start, mut first) = (Samples::default(), Samples::default());
     for _ in 0..COLD_REPEATS {

@@ -10,11 +10,11 @@ use serde_json::{json, Map, Value};
 use toolsmith_domain::invocation_source::DirectSource;
 use toolsmith_domain::time::Timestamp;
 use toolsmith_domain::{InvocationId, InvocationSource, Permission, Specifier, ToolId, Version};
-use toolsmith_runtime::{mask, Purpose, RunOutcome, StartError, VersionRuntime, Zygote};
-use toolsmith_store::{NewInvocation, ToolVersion};
+use toolsmith_runtime::{mask, Identity, Purpose, RunOutcome, StartError, VersionRuntime, Zygote};
+use toolsmith_store::{EnvVarValue, NewInvocation, ToolVersion};
 
 use super::{Caller, Error};
-use crate::app::AppState;
+use crate::app::{AppState, Builder};
 use crate::metrics::InvocationEnd;
 
 /// The most inputs one request may carry.
@@ -215,17 +215,7 @@ pub async fn invoke(state: &AppState, caller: &Caller, request: Invocation) -> R
         .sandbox_identity(&caller.org, Purpose::Run)
         .await
         .map_err(|e| Error::internal("no sandbox identity", e))?;
-    let secrets: Vec<String> = env.iter().filter(|e| e.is_secret).map(|e| e.value.clone()).collect();
-    let runtime = VersionRuntime {
-        identity,
-        secrets: secrets.clone(),
-        project: builder.artifacts.join(&version.content_digest),
-        venv: builder.envs.path_of(&version.environment_key),
-        base_prefix: builder.toolchain.base_prefix.clone(),
-        entrypoint: version.entrypoint.clone(),
-        takes_context: version.takes_context,
-        env: env.into_iter().map(|e| (e.name, e.value)).collect(),
-    };
+    let (runtime, secrets) = version_runtime(builder, identity, version, env);
     let version_label = version.version.to_string();
     let metrics = state.metrics();
     let (started, init) = pool.zygote_traced(version.id.as_str(), &runtime).await;
@@ -272,6 +262,28 @@ pub async fn invoke(state: &AppState, caller: &Caller, request: Invocation) -> R
     let invocation_ids = records.iter().map(|r| r.id.clone()).collect();
     store.record_invocations(records).await?;
     Ok(Invoked { version: version.version, results, invocation_ids })
+}
+
+/// What a published version runs with: its built tree and environment, and its tool's env vars,
+/// the secret ones also returned for masking.
+pub(crate) fn version_runtime(
+    builder: &Builder,
+    identity: Identity,
+    version: &ToolVersion,
+    env: Vec<EnvVarValue>,
+) -> (VersionRuntime, Vec<String>) {
+    let secrets: Vec<String> = env.iter().filter(|e| e.is_secret).map(|e| e.value.clone()).collect();
+    let runtime = VersionRuntime {
+        identity,
+        secrets: secrets.clone().into(),
+        project: builder.artifacts.join(&version.content_digest),
+        venv: builder.envs.path_of(&version.environment_key),
+        base_prefix: builder.toolchain.base_prefix.clone(),
+        entrypoint: version.entrypoint.clone(),
+        takes_context: version.takes_context,
+        env: env.into_iter().map(|e| (e.name, e.value)).collect(),
+    };
+    (runtime, secrets)
 }
 
 /// The source recorded for an input that names none: who called, through which surface.

@@ -176,7 +176,7 @@ async fn publish_locked(state: &AppState, caller: &Caller, request: Publish) -> 
                 content_digest: output.content_digest.clone(),
                 environment_key: output.env.key.clone(),
                 build_id: build_id.clone(),
-                output_schema: None,
+                output_schema: output.output_schema.clone(),
                 creator: caller.user.clone(),
             })
             .await;
@@ -187,7 +187,7 @@ async fn publish_locked(state: &AppState, caller: &Caller, request: Publish) -> 
         };
         let summary = format!("published {}", version.version);
         store.finish_build(&caller.org, &build_id, BuildState::Succeeded, &summary, &output.log).await?;
-        warm_up(state, &version, &output);
+        warm_up(state, &version);
         Ok(Published { version, build_id })
     })
     .await
@@ -263,42 +263,22 @@ pub(crate) async fn recorded_build(
 
 /// Starts the new version's zygote in the background, so that its first invocation does not
 /// wait for the tool's imports.
-fn warm_up(state: &AppState, version: &ToolVersion, output: &BuildOutput) {
+fn warm_up(state: &AppState, version: &ToolVersion) {
     let (Ok(builder), Some(pool)) = (state.builder(), state.runtime()) else { return };
-    let pool = pool.clone();
-    let store = state.store().clone();
-    let version = version.clone();
-    let project = output.artifact_dir.clone();
-    let venv = output.env.dir.clone();
-    let base_prefix = builder.toolchain.base_prefix.clone();
-    let state = state.clone();
+    let (pool, builder, version, state) = (pool.clone(), builder.clone(), version.clone(), state.clone());
     tokio::spawn(async move {
-        let Ok(env) = store.envvar_values(&version.org_id, &version.tool_id).await else { return };
+        let Ok(env) = state.store().envvar_values(&version.org_id, &version.tool_id).await else { return };
         let Ok(identity) = state.sandbox_identity(&version.org_id, Purpose::Run).await else {
             return;
         };
-        let secrets = env.iter().filter(|e| e.is_secret).map(|e| e.value.clone()).collect();
-        let runtime = toolsmith_runtime::VersionRuntime {
-            identity,
-            secrets,
-            project,
-            venv,
-            base_prefix,
-            entrypoint: version.entrypoint.clone(),
-            takes_context: version.takes_context,
-            env: env.into_iter().map(|e| (e.name, e.value)).collect(),
-        };
+        let (runtime, _) = super::invoke::version_runtime(&builder, identity, &version, env);
         let (started, init) = pool.zygote_traced(version.id.as_str(), &runtime).await;
         if let Err(e) = started {
             tracing::warn!(version = %version.id, error = %e, "the new version's runtime did not start");
         }
         if let Some(init) = init {
-            state.metrics().runtime_started(
-                version.org_id.as_str(),
-                version.tool_id.as_str(),
-                &version.version.to_string(),
-                init,
-            );
+            let label = version.version.to_string();
+            state.metrics().runtime_started(version.org_id.as_str(), version.tool_id.as_str(), &label, init);
         }
     });
 }

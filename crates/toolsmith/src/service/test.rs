@@ -115,7 +115,7 @@ pub async fn test(state: &AppState, caller: &Caller, request: TestRun) -> Result
         .map_err(|e| Error::internal("no sandbox identity", e))?;
     let runtime = VersionRuntime {
         identity,
-        secrets: secrets.clone(),
+        secrets: secrets.clone().into(),
         project: output.artifact_dir.clone(),
         venv: output.env.dir.clone(),
         base_prefix: builder.toolchain.base_prefix.clone(),

@@ -9,10 +9,11 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::Value;
 use toolsmith::app::Settings;
-use toolsmith::config::Switch;
+use toolsmith::config::{StorageArgs, Switch};
 use toolsmith::identity::token::TokenSigner;
+use toolsmith::server::{Application, Config};
 use toolsmith_domain::{Role, UserId};
-use toolsmith_store::secrets::{Keyring, SecretKey};
+use toolsmith_store::secrets::Keyring;
 use toolsmith_store::Store;
 
 /// Which database a test runs against.
@@ -83,6 +84,8 @@ pub struct TestApp {
     pub admin: User,
     pub dir: Arc<tempfile::TempDir>,
     server: tokio::task::JoinHandle<()>,
+    /// Kept so that the server does not take its closing as a stop request.
+    _stop: tokio::sync::watch::Sender<u32>,
 }
 
 impl Drop for TestApp {
@@ -101,15 +104,14 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, options: Options) -> TestApp {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let database_url = match backend {
-            Backend::Sqlite => format!("sqlite://{}", dir.path().join("toolsmith.db").display()),
-            Backend::Postgres => toolsmith_store::testing::fresh_postgres_schema(&postgres_url())
-                .await
-                .unwrap_or_else(|e| panic!("PostgreSQL at {} is needed for the postgres tests: {e}", postgres_url())),
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                Some(toolsmith_store::testing::fresh_postgres_schema(&postgres_url()).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL at {} is needed for the postgres tests: {e}", postgres_url())
+                }))
+            }
         };
-        let keyring = Keyring::new(vec![SecretKey::generate()]).expect("keyring");
-        let token_key = vec![42u8; 32];
-        let store = Store::open(&database_url, keyring.clone()).await.expect("open store");
-        let mut app = TestApp::serve(backend, database_url, store, keyring, token_key, dir, options).await;
+        let mut app = TestApp::serve(backend, database_url, dir, options).await;
         let admin_id = toolsmith::bootstrap::create_org_with_admin(&app.store, &app.repos(), &org("acme"), "Acme")
             .await
             .expect("org");
@@ -119,52 +121,52 @@ impl TestApp {
 
     /// A second server process on the same database (as behind a load balancer).
     pub async fn sibling(&self, options: Options) -> TestApp {
-        let store = Store::open(&self.database_url, self.keyring.clone()).await.expect("open store");
-        let mut app = TestApp::serve(
-            self.backend,
-            self.database_url.clone(),
-            store,
-            self.keyring.clone(),
-            self.token_key.clone(),
-            self.dir.clone(),
-            options,
-        )
-        .await;
+        let database_url = (self.backend == Backend::Postgres).then(|| self.database_url.clone());
+        let mut app = TestApp::serve(self.backend, database_url, self.dir.clone(), options).await;
         app.admin = self.admin.clone();
         app
     }
 
+    /// Starts a server the way `toolsmith serve` does, through `Application::build`, on a free
+    /// port of the loopback interface.
     async fn serve(
         backend: Backend,
-        database_url: String,
-        store: Store,
-        keyring: Keyring,
-        token_key: Vec<u8>,
+        database_url: Option<String>,
         dir: Arc<tempfile::TempDir>,
         options: Options,
     ) -> TestApp {
-        let limiter = toolsmith::server::rate_limiter(&store, options.rate_limits);
-        let repos = toolsmith_repo::RepoStore::new(dir.path().join("repos"), options.repo_limits).expect("repos");
-        let builder = toolsmith::server::open_builder(dir.path(), "python3", None).await;
-        let state =
-            toolsmith::server::state(store.clone(), repos, builder, token_key.clone(), limiter, options.settings);
-        let router = toolsmith::http::router(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let storage = StorageArgs { data_dir: dir.path().to_owned(), database_url };
+        let config = Config {
+            storage: storage.clone(),
+            listen: "127.0.0.1:0".parse().expect("address"),
+            metrics_listen: None,
+            settings: options.settings,
+            rate_limits: options.rate_limits,
+            repo_limits: options.repo_limits,
+            python: "python3".into(),
+            uv: None,
+            bootstrap_org: None,
+            shutdown_grace: Duration::from_secs(5),
+        };
+        let application = Application::build(config).await.expect("the server starts");
+        let addr = application.address().expect("addr");
+        let store = application.state().store().clone();
+        let (stop, signals) = tokio::sync::watch::channel(0u32);
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = application.run(signals).await;
         });
         TestApp {
             base: format!("http://{addr}"),
             client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
             store,
             backend,
-            database_url,
-            keyring,
-            token_key,
+            database_url: storage.url(),
+            keyring: toolsmith::keys::load_keyring(dir.path()).expect("keyring"),
+            token_key: toolsmith::keys::load_token_key(dir.path()).expect("token key"),
             admin: User { id: String::new(), token: String::new() },
             dir,
             server,
+            _stop: stop,
         }
     }
 
