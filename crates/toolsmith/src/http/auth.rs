@@ -1,6 +1,9 @@
 //! The request guard: authentication, organization visibility, rate limiting and the
 //! operation's permission, in that order, before a handler runs.
 //!
+//! Credentials are a token (`Authorization: Bearer`, or Basic with the token as password); the
+//! operations that say so also take an organization's API key in its three headers.
+//!
 //! The order is deliberate. Credentials come first so nothing about an organization leaks to an
 //! anonymous caller. An organization the caller has no place in answers exactly like one that
 //! does not exist. Rate limiting precedes the permission check so that probing permissions is
@@ -17,7 +20,7 @@ use toolsmith_domain::{OrgId, PermissionSet};
 use toolsmith_store::UserRef;
 
 use super::error::ApiError;
-use super::operations::{rate_limit_message, Operation};
+use super::operations::{rate_limit_message, Challenge, Operation};
 use crate::app::AppState;
 use crate::service::Caller;
 
@@ -72,14 +75,62 @@ pub async fn guard(State(state): State<AppState>, op: &'static Operation, mut re
             }
             response
         }
-        Err(err) => {
-            if op.basic_challenge && err.status() == StatusCode::UNAUTHORIZED {
-                err.with_header(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"toolsmith\"")).into_response()
-            } else {
-                err.into_response()
+        Err(err) if err.status() == StatusCode::UNAUTHORIZED => {
+            let challenge = match op.challenge {
+                Challenge::None => return err.into_response(),
+                Challenge::Basic => "Basic realm=\"toolsmith\"",
+                // RFC 6750: a request that carried credentials learns that they were refused.
+                Challenge::Bearer if presented(&headers).is_some() || api_key_headers(&headers).is_some() => {
+                    "Bearer realm=\"toolsmith\", error=\"invalid_token\""
+                }
+                Challenge::Bearer => "Bearer realm=\"toolsmith\"",
+            };
+            err.with_header(WWW_AUTHENTICATE, HeaderValue::from_static(challenge)).into_response()
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
+/// An organization's API key as presented in headers: (key id, secret, user id).
+fn api_key_headers(headers: &HeaderMap) -> Option<(&str, &str, &str)> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    Some((header("x-api-key-id")?, header("x-api-key")?, header("x-user-id")?))
+}
+
+/// Who the credentials name: the user and the organization that issued them.
+struct Principal {
+    org: String,
+    user: String,
+}
+
+/// The principal of a request's credentials: a token, or (where the operation takes them) an API
+/// key of the addressed organization; 401 for anything else.
+async fn authenticate(
+    state: &AppState,
+    op: &'static Operation,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<Principal, ApiError> {
+    if let Some(presented) = presented(headers) {
+        let claims = state.tokens().verify(&presented.token).map_err(|err| {
+            tracing::debug!(error = %err, "token refused");
+            ApiError::unauthorized()
+        })?;
+        if let Some(user) = &presented.basic_user {
+            if *user != format!("{}_{}", claims.org, claims.sub) {
+                return Err(ApiError::unauthorized());
             }
         }
+        return Ok(Principal { org: claims.org, user: claims.sub });
     }
+    let (key_id, secret, user) =
+        api_key_headers(headers).filter(|_| op.api_key_headers).ok_or_else(ApiError::unauthorized)?;
+    // A key belongs to one organization: the one addressed. Its users are that organization's.
+    let org = path_org(path).and_then(|o| OrgId::parse(o).ok()).ok_or_else(ApiError::unauthorized)?;
+    if !crate::identity::api_key::verify(state.store(), org.as_str(), key_id, secret, user).await? {
+        return Err(ApiError::unauthorized());
+    }
+    Ok(Principal { org: org.as_str().to_owned(), user: user.to_owned() })
 }
 
 async fn admit(
@@ -88,16 +139,7 @@ async fn admit(
     headers: &HeaderMap,
     path: &str,
 ) -> Result<(Caller, Option<super::rate_limit::RateStatus>), ApiError> {
-    let presented = presented(headers).ok_or_else(ApiError::unauthorized)?;
-    let claims = state.tokens().verify(&presented.token).map_err(|err| {
-        tracing::debug!(error = %err, "token refused");
-        ApiError::unauthorized()
-    })?;
-    if let Some(user) = &presented.basic_user {
-        if *user != format!("{}_{}", claims.org, claims.sub) {
-            return Err(ApiError::unauthorized());
-        }
-    }
+    let claims = authenticate(state, op, headers, path).await?;
     if let Some(issuer) = issuing_org(headers) {
         if issuer != claims.org.as_bytes() {
             return Err(ApiError::unauthorized());
@@ -107,7 +149,7 @@ async fn admit(
     let org_not_found = || ApiError::not_found(op.org_not_found);
     let org = path_org(path).ok_or_else(org_not_found)?;
     let org = OrgId::parse(org).map_err(|_| org_not_found())?;
-    let access = state.store().access(org.as_str(), &claims.org, &claims.sub).await?;
+    let access = state.store().access(org.as_str(), &claims.org, &claims.user).await?;
     if !access.org_exists {
         return Err(org_not_found());
     }
@@ -121,7 +163,7 @@ async fn admit(
     }
     let roles = access.roles;
 
-    let bucket = format!("{}|{}|{}", op.id, claims.org, claims.sub);
+    let bucket = format!("{}|{}|{}", op.id, claims.org, claims.user);
     let rate = if op.per_minute == 0 { None } else { state.limiter().hit(&bucket, op.per_minute).await };
     if let Some(status) = rate.filter(|s| s.exceeded) {
         let mut err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, rate_limit_message(op.per_minute));
@@ -131,7 +173,7 @@ async fn admit(
         return Err(err);
     }
 
-    let user = UserRef { org_id: claims.org, user_id: claims.sub };
+    let user = UserRef { org_id: claims.org, user_id: claims.user };
     let caller = Caller::new(org.as_str().to_owned(), user, PermissionSet::from_roles(roles));
     if let Some(permission) = op.permission {
         caller.require(permission).map_err(ApiError::from_service(op))?;

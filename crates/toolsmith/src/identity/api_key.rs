@@ -40,6 +40,25 @@ pub fn matches(secret: &str, stored_sha256: &str) -> bool {
         && candidate.bytes().zip(stored_sha256.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
+/// Whether `secret` is the secret of the organization's live (not revoked, not expired) key
+/// `key_id` and `user_id` is a user of that organization: what signing in with an API key, and
+/// presenting one on an endpoint that takes keys directly, both require.
+pub async fn verify(
+    store: &toolsmith_store::Store,
+    org_id: &str,
+    key_id: &str,
+    secret: &str,
+    user_id: &str,
+) -> Result<bool, toolsmith_store::StoreError> {
+    let Some(record) = store.get_api_key(org_id, key_id).await? else { return Ok(false) };
+    let now = toolsmith_domain::time::Timestamp::now();
+    let live = record.revoked_at.is_none() && record.expires_at.is_none_or(|at| at > now);
+    if !live || !matches(secret, &record.secret_sha256) {
+        return Ok(false);
+    }
+    Ok(store.get_user(org_id, user_id).await?.is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -137,6 +137,8 @@ impl VersionSelector {
 pub enum Surface {
     /// The HTTP API's invoke endpoint.
     Api,
+    /// The organization's MCP server (`tools/call`).
+    Mcp,
 }
 
 /// A request to invoke a published version.
@@ -276,11 +278,10 @@ pub async fn invoke(state: &AppState, caller: &Caller, request: Invocation) -> R
 
 /// The source recorded for an input that names none: who called, through which surface.
 fn default_source(caller: &Caller, surface: Surface) -> InvocationSource {
+    let who = DirectSource { user_id: caller.user.user_id.clone(), user_org_id: caller.user.org_id.clone() };
     match surface {
-        Surface::Api => InvocationSource::Direct(DirectSource {
-            user_id: caller.user.user_id.clone(),
-            user_org_id: caller.user.org_id.clone(),
-        }),
+        Surface::Api => InvocationSource::Direct(who),
+        Surface::Mcp => InvocationSource::Mcp(who),
     }
 }
 

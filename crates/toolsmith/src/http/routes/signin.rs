@@ -4,7 +4,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use toolsmith_domain::time::Timestamp;
 use toolsmith_domain::OrgId;
 
 use crate::app::AppState;
@@ -49,16 +48,7 @@ pub async fn sign_in(
         return Err(err);
     }
 
-    let record = store
-        .get_api_key(org.as_str(), &key_id)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, REFUSED))?;
-    let now = Timestamp::now();
-    let live = record.revoked_at.is_none() && record.expires_at.is_none_or(|at| at > now);
-    if !live || !api_key::matches(&key, &record.secret_sha256) {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, REFUSED));
-    }
-    if store.get_user(org.as_str(), &user_id).await?.is_none() {
+    if !api_key::verify(store, org.as_str(), &key_id, &key, &user_id).await? {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, REFUSED));
     }
     let (id_token, expires_at) =
