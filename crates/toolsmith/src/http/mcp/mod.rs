@@ -187,9 +187,11 @@ fn narrowing(query: Option<&str>) -> Result<Narrowing, RpcError> {
                 }
                 narrowing.pins.push((name.as_str().to_owned(), selector));
             }
-            other => return Err(bad(format!(
+            other => {
+                return Err(bad(format!(
                 "Unknown query parameter {other:?}: this endpoint takes tag=key:value and version=<tool>:<specifier>."
-            ))),
+            )))
+            }
         }
     }
     Ok(narrowing)
