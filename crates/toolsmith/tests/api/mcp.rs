@@ -292,7 +292,7 @@ both_backends!(the_transport_refuses_what_either_revision_forbids_without_a_5xx,
     };
     let list = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"_meta": envelope}}).to_string();
     let headers = |method: &'static str| vec![("mcp-protocol-version", CURRENT), ("mcp-method", method)];
-    let cases: Vec<(Vec<(&str, &str)>, String, u16, i64)> = vec![
+    let cases: Vec<Refusal> = vec![
         (headers("tools/list"), json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}).to_string(), 400, -32602),
         (
             headers("tools/list"),
@@ -435,6 +435,9 @@ both_backends!(credentials_organizations_and_permissions_are_the_apis, |backend:
     assert_eq!(post(&app, "/v1/acme/mcp", &viewer.token, &v, &list).await.status, 200, "another user's budget");
 });
 
+/// Headers, a body, and the status and JSON-RPC code they must get.
+type Refusal = (Vec<(&'static str, &'static str)>, String, u16, i64);
+
 /// Creates a live tool with versions recorded directly (listing reads only what the store holds;
 /// nothing here is called), each version's schema naming its number.
 async fn catalog_tool(app: &TestApp, name: &str, tags: &[(&str, &str)], versions: &[&str]) -> String {
@@ -551,4 +554,103 @@ both_backends!(listings_page_by_cursor_and_narrow_by_tag_and_pin, |backend: Back
     assert_eq!(r.body["error"]["message"], "Unknown tool: weather", "{}", r.text);
     let r = legacy(&app, &admin, "tools/call", json!({"name": "deprecated_tool"})).await;
     assert_eq!(r.body["error"]["message"], "Unknown tool: deprecated_tool");
+});
+
+/// The interpreter of the virtual environment `dev/test` makes under `target/`, which holds the
+/// MCP clients at the versions `tests/mcp/requirements.txt` pins.
+fn clients_python() -> std::path::PathBuf {
+    let python = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/mcp-venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing; dev/test creates it, or: python3 -m venv target/mcp-venv && \
+         target/mcp-venv/bin/pip install -r crates/toolsmith/tests/mcp/requirements.txt",
+        python.display()
+    );
+    python
+}
+
+both_backends!(real_mcp_clients_list_and_call_over_http_and_stdio, |backend: Backend| async move {
+    let python = clients_python();
+    let mut options = Options::default();
+    options.settings.runtime.network = toolsmith_runtime::Network::Off;
+    options.settings.runtime.limits.timeout = std::time::Duration::from_secs(2);
+    let app = TestApp::spawn_with(backend, options).await;
+    push_samples(&app).await;
+    let no_deps = publish(&app, "no_deps", None).await;
+    let again = app
+        .request(Method::POST, &format!("/v1/acme/tool/{no_deps}/version"), &app.admin.token)
+        .json(&json!({"project_path": "examples/tools/no_deps", "bump_type": "major"}))
+        .send()
+        .await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    let tagged = app
+        .request(Method::POST, &format!("/v1/acme/tool/{no_deps}"), &app.admin.token)
+        .json(&json!({"tags": {"team": "core"}}))
+        .send()
+        .await;
+    assert_eq!(tagged.status, 204, "{}", tagged.text);
+    publish(&app, "context_echo", None).await;
+    publish(&app, "raises", None).await;
+    publish(
+        &app,
+        "hostile",
+        Some(json!({"inserts": [{"name": "API_TOKEN", "value": "tok-0042-secret", "is_secret": true}]})),
+    )
+    .await;
+    let viewer = app.user("acme", &[Role::Viewer]).await;
+    let globex = app.other_org("globex").await;
+    let key_user = app.user("acme", &[Role::Invoker]).await;
+    let (key_id, secret) = toolsmith::bootstrap::create_api_key(&app.store, "acme", "bridge", None).await.unwrap();
+
+    let out = tokio::process::Command::new(&python)
+        .args(["-m", "unittest", "-v", "test_mcp_clients"])
+        .current_dir(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mcp"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("TOOLSMITH_URL", &app.base)
+        .env("TOOLSMITH_ORG", "acme")
+        .env("TOOLSMITH_ADMIN_TOKEN", &app.admin.token)
+        .env("TOOLSMITH_ADMIN_ID", &app.admin.id)
+        .env("TOOLSMITH_VIEWER_TOKEN", &viewer.token)
+        .env("TOOLSMITH_FOREIGN_TOKEN", &globex.token)
+        .env("TOOLSMITH_BIN", env!("CARGO_BIN_EXE_toolsmith"))
+        .env("TOOLSMITH_API_KEY", &secret)
+        .env("TOOLSMITH_API_KEY_ID", &key_id)
+        .env("TOOLSMITH_USER_ID", &key_user.id)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run the MCP clients");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the MCP clients failed:\n{report}");
+    assert!(report.contains("Ran 6 tests") && report.contains("\nOK"), "every client test ran:\n{report}");
+
+    // Every call the clients made is an `mcp` invocation with its caller: the token's user over
+    // HTTP, the API key's user through the bridge; the viewer's refused call left none.
+    let r = app
+        .request(Method::GET, "/v1/acme/tool/invocation?invocation_source_type=mcp&limit=100", &app.admin.token)
+        .send()
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rows = r.body["tool_invocations"].as_array().unwrap();
+    let outputs_of = |user: &str| -> Vec<String> {
+        rows.iter()
+            .filter(|row| row["caller"]["user_id"] == user && row["invocation_source"]["user_id"] == user)
+            .filter_map(|row| row["invocation_status"]["output"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let admin = outputs_of(&app.admin.id);
+    for output in ["hello 2026-07-28", "hello 2025-11-25", "pinned", "fast"] {
+        assert!(admin.iter().any(|o| o == output), "{output} in {admin:?}");
+    }
+    let bridged = outputs_of(&key_user.id);
+    for output in ["stdio 2026-07-28", "stdio 2025-11-25"] {
+        assert!(bridged.iter().any(|o| o == output), "{output} in {bridged:?}");
+    }
+    assert!(outputs_of(&viewer.id).is_empty());
+    assert!(rows.iter().all(|row| row["invocation_source"]["type"] == "mcp"));
+    assert!(!r.text.contains("member-4242"), "sensitive values are never stored");
+    assert!(
+        rows.iter().any(|row| row["invocation_status"]["exception_type"] == "TimeoutError"),
+        "the timed-out call is recorded as one"
+    );
 });
