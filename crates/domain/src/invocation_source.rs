@@ -24,12 +24,14 @@ pub enum SourceType {
     SimulationConversation,
     /// `direct` (toolsmith's own): a user called the tool through the API.
     Direct,
+    /// `mcp` (toolsmith's own): an agent called the tool through the organization's MCP server.
+    Mcp,
 }
 
 impl SourceType {
     /// Every source type.
-    pub const ALL: [SourceType; 3] =
-        [SourceType::RegularConversation, SourceType::SimulationConversation, SourceType::Direct];
+    pub const ALL: [SourceType; 4] =
+        [SourceType::RegularConversation, SourceType::SimulationConversation, SourceType::Direct, SourceType::Mcp];
 
     /// The `type` string of the source object.
     pub fn as_str(self) -> &'static str {
@@ -37,6 +39,7 @@ impl SourceType {
             SourceType::RegularConversation => "regular-conversation",
             SourceType::SimulationConversation => "simulation-conversation",
             SourceType::Direct => "direct",
+            SourceType::Mcp => "mcp",
         }
     }
 
@@ -50,7 +53,7 @@ impl SourceType {
     pub fn in_contract(self) -> bool {
         match self {
             SourceType::RegularConversation | SourceType::SimulationConversation => true,
-            SourceType::Direct => false,
+            SourceType::Direct | SourceType::Mcp => false,
         }
     }
 }
@@ -76,6 +79,10 @@ pub enum InvocationSource {
     /// A user's call through the API, without a conversation (toolsmith's own).
     #[serde(rename = "direct")]
     Direct(DirectSource),
+    /// An agent's call through the organization's MCP server (toolsmith's own); it has the shape
+    /// of a direct call: who called.
+    #[serde(rename = "mcp")]
+    Mcp(DirectSource),
 }
 
 /// `RegularConversationInvocationSource` without its tag.
@@ -109,8 +116,8 @@ pub struct SimulationSource {
     pub invocation_metadata: InvocationMetadata,
 }
 
-/// The `direct` source: who called. The same user is the record's caller; the source keeps them
-/// too because it is what a record of this kind has always shown.
+/// The `direct` and `mcp` sources: who called. The same user is the record's caller; the source
+/// keeps them too because it is what a record of these kinds has always shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectSource {
     /// The calling user.
@@ -161,6 +168,7 @@ impl InvocationSource {
             InvocationSource::RegularConversation(_) => SourceType::RegularConversation,
             InvocationSource::SimulationConversation(_) => SourceType::SimulationConversation,
             InvocationSource::Direct(_) => SourceType::Direct,
+            InvocationSource::Mcp(_) => SourceType::Mcp,
         }
     }
 
@@ -168,7 +176,9 @@ impl InvocationSource {
     pub fn conversation_id(&self) -> Option<&str> {
         match self {
             InvocationSource::RegularConversation(c) => c.conversation_id.as_deref(),
-            InvocationSource::SimulationConversation(_) | InvocationSource::Direct(_) => None,
+            InvocationSource::SimulationConversation(_) | InvocationSource::Direct(_) | InvocationSource::Mcp(_) => {
+                None
+            }
         }
     }
 
@@ -176,7 +186,7 @@ impl InvocationSource {
     pub fn simulation_run_id(&self) -> Option<&str> {
         match self {
             InvocationSource::SimulationConversation(s) => s.simulation_unit_test_set_run_id.as_deref(),
-            InvocationSource::RegularConversation(_) | InvocationSource::Direct(_) => None,
+            InvocationSource::RegularConversation(_) | InvocationSource::Direct(_) | InvocationSource::Mcp(_) => None,
         }
     }
 }
@@ -192,7 +202,8 @@ mod tests {
         for t in SourceType::ALL {
             assert_eq!(SourceType::parse(t.as_str()), Some(t));
         }
-        assert_eq!(SourceType::parse("mcp"), None);
+        assert_eq!(SourceType::parse("mcp"), Some(SourceType::Mcp));
+        assert_eq!(SourceType::parse("stdio"), None);
         let contract: Vec<SourceType> = SourceType::ALL.into_iter().filter(|t| t.in_contract()).collect();
         assert_eq!(contract, [SourceType::RegularConversation, SourceType::SimulationConversation]);
     }
@@ -239,6 +250,10 @@ mod tests {
         let direct = json!({"type": "direct", "user_id": "u", "user_org_id": "acme"});
         let source: InvocationSource = serde_json::from_value(direct.clone()).unwrap();
         assert_eq!((source.source_type(), serde_json::to_value(&source).unwrap()), (SourceType::Direct, direct));
+
+        let mcp = json!({"type": "mcp", "user_id": "u", "user_org_id": "acme"});
+        let source: InvocationSource = serde_json::from_value(mcp.clone()).unwrap();
+        assert_eq!((source.source_type(), serde_json::to_value(&source).unwrap()), (SourceType::Mcp, mcp));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! touches tenant data is scoped by organization id.
 
 mod builds;
+mod catalog;
 mod db;
 mod envvars;
 mod error;
@@ -27,6 +28,7 @@ mod tools;
 mod versions;
 
 pub use builds::{BuildRecord, BuildState};
+pub use catalog::{CatalogEntry, CatalogPage, CatalogQuery};
 pub use db::Dialect;
 pub use envvars::{EnvVarChanges, EnvVarInsert, EnvVarValue};
 pub use error::StoreError;

@@ -174,21 +174,7 @@ impl Store {
             binds.push(Bind::Int(i64::from(deprecated)));
             sql.push_str(&format!(" AND t.deprecated = ${}", binds.len()));
         }
-        for filter in &q.tags {
-            binds.push(Bind::Text(filter.key().to_owned()));
-            let key_param = binds.len();
-            let value_clause = match filter {
-                TagFilter::Equals(_, value) => {
-                    binds.push(Bind::Text(value.clone()));
-                    format!(" AND g.value = ${}", binds.len())
-                }
-                TagFilter::Present(_) => String::new(),
-                TagFilter::Null(_) => " AND g.value IS NULL".to_owned(),
-            };
-            sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM tool_tags g WHERE g.org_id = t.org_id AND g.tool_id = t.id AND g.key = ${key_param}{value_clause})"
-            ));
-        }
+        sql.push_str(&tag_clauses(&q.tags, &mut binds));
         let mut order: Vec<String> = q
             .sort
             .iter()
@@ -331,6 +317,28 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The conditions that every tag filter matches, for a query whose tools table is `t`, with their
+/// values appended to `binds`.
+pub(crate) fn tag_clauses(filters: &[TagFilter], binds: &mut Vec<Bind>) -> String {
+    let mut sql = String::new();
+    for filter in filters {
+        binds.push(Bind::Text(filter.key().to_owned()));
+        let key_param = binds.len();
+        let value_clause = match filter {
+            TagFilter::Equals(_, value) => {
+                binds.push(Bind::Text(value.clone()));
+                format!(" AND g.value = ${}", binds.len())
+            }
+            TagFilter::Present(_) => String::new(),
+            TagFilter::Null(_) => " AND g.value IS NULL".to_owned(),
+        };
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM tool_tags g WHERE g.org_id = t.org_id AND g.tool_id = t.id AND g.key = ${key_param}{value_clause})"
+        ));
+    }
+    sql
 }
 
 /// A value to bind to a dynamically built query.

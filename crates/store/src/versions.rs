@@ -99,7 +99,7 @@ pub struct NewVersion {
     pub creator: UserRef,
 }
 
-const COLUMNS: &str = "id, org_id, tool_id, major, minor, patch, required_envvars, required_secret_envvars, input_schema, \
+pub(crate) const COLUMNS: &str = "id, org_id, tool_id, major, minor, patch, required_envvars, required_secret_envvars, input_schema, \
     takes_context, entrypoint, tool_commit_hash, scaffold_hash, project_directory, lambda_version, content_digest, \
     environment_key, build_id, deprecated, creator_org, creator_user, updated_by_org, updated_by_user, created_at, updated_at, \
     output_schema";
@@ -249,7 +249,7 @@ fn from_json(text: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("version env var list: {e}")))
 }
 
-fn version_from_row(r: &AnyRow) -> Result<ToolVersion, StoreError> {
+pub(crate) fn version_from_row(r: &AnyRow) -> Result<ToolVersion, StoreError> {
     let number = |c: &str| -> Result<u64, StoreError> { Ok(r.try_get::<i64, _>(c)?.max(0) as u64) };
     let schema: String = r.try_get("input_schema")?;
     let output_schema = r

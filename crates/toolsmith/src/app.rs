@@ -49,6 +49,14 @@ pub struct Settings {
     pub min_free_disk_bytes: u64,
     /// Deleting invocation records past an age; `None` keeps every record.
     pub invocation_retention: Option<Retention>,
+    /// Browser origins allowed to call the MCP endpoint, as [`normalize_origin`] writes them;
+    /// a request with any other `Origin` header is refused.
+    pub mcp_allowed_origins: Vec<String>,
+}
+
+/// An origin as compared: lower case, without a trailing slash.
+pub fn normalize_origin(origin: &str) -> String {
+    origin.trim().trim_end_matches('/').to_ascii_lowercase()
 }
 
 impl Default for Settings {
@@ -73,6 +81,7 @@ impl Default for Settings {
             build_tmp_bytes: 512 << 20,
             min_free_disk_bytes: 512 << 20,
             invocation_retention: None,
+            mcp_allowed_origins: Vec::new(),
             runtime: PoolConfig { network: egress, ..PoolConfig::default() },
         }
     }

@@ -36,6 +36,9 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::admin::AdminAction,
     },
+    /// Serve an organization's MCP server on standard input and output, relaying each message to
+    /// a toolsmith server's MCP endpoint (for MCP clients that start local servers).
+    Mcp(crate::mcp::bridge::BridgeArgs),
 }
 
 /// Where toolsmith keeps its data.
@@ -262,6 +265,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TOOLSMITH_INVOCATION_RETENTION_DAYS",
           value_parser = clap::value_parser!(u64).range(1..=36_500))]
     pub invocation_retention_days: Option<u64>,
+    /// A browser origin (`https://app.example.com`) allowed to call the MCP endpoint; requests
+    /// with any other `Origin` are refused. Repeatable, or comma-separated.
+    #[arg(long = "mcp-allowed-origin", env = "TOOLSMITH_MCP_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub mcp_allowed_origins: Vec<String>,
 }
 
 impl ServeArgs {
@@ -304,6 +311,7 @@ impl ServeArgs {
             build_tmp_bytes: self.build_tmp_mib << 20,
             min_free_disk_bytes: self.min_free_disk_mib.saturating_mul(1 << 20),
             invocation_retention: self.invocation_retention_days.map(crate::app::Retention::days),
+            mcp_allowed_origins: self.mcp_allowed_origins.iter().map(|o| crate::app::normalize_origin(o)).collect(),
         })
     }
 

@@ -12,6 +12,7 @@ pub mod config;
 pub mod http;
 pub mod identity;
 pub mod keys;
+pub mod mcp;
 pub mod metrics;
 pub mod server;
 pub mod service;

@@ -30,6 +30,7 @@ fn main() -> std::process::ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => server::serve(args).await,
+        Command::Mcp(args) => toolsmith::mcp::bridge::run(args).await,
         Command::Migrate(storage) => server::open_store(&storage).await.map(|store| {
             println!("database is up to date");
             drop(store);

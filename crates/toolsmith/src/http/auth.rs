@@ -1,6 +1,9 @@
 //! The request guard: authentication, organization visibility, rate limiting and the
 //! operation's permission, in that order, before a handler runs.
 //!
+//! Credentials are a token (`Authorization: Bearer`, or Basic with the token as password); the
+//! operations that say so also take an organization's API key in its three headers.
+//!
 //! The order is deliberate. Credentials come first so nothing about an organization leaks to an
 //! anonymous caller. An organization the caller has no place in answers exactly like one that
 //! does not exist. Rate limiting precedes the permission check so that probing permissions is
@@ -17,7 +20,7 @@ use toolsmith_domain::{OrgId, PermissionSet, UserId};
 use toolsmith_store::UserRef;
 
 use super::error::ApiError;
-use super::operations::{rate_limit_message, Operation};
+use super::operations::{rate_limit_message, Challenge, Operation};
 use crate::app::AppState;
 use crate::service::Caller;
 
@@ -72,14 +75,59 @@ pub async fn guard(State(state): State<AppState>, op: &'static Operation, mut re
             }
             response
         }
-        Err(err) => {
-            if op.basic_challenge && err.status() == StatusCode::UNAUTHORIZED {
-                err.with_header(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"toolsmith\"")).into_response()
-            } else {
-                err.into_response()
+        Err(err) if err.status() == StatusCode::UNAUTHORIZED => {
+            let challenge = match op.challenge {
+                Challenge::None => return err.into_response(),
+                Challenge::Basic => "Basic realm=\"toolsmith\"",
+                // RFC 6750: a request that carried credentials learns that they were refused.
+                Challenge::Bearer if presented(&headers).is_some() || api_key_headers(&headers).is_some() => {
+                    "Bearer realm=\"toolsmith\", error=\"invalid_token\""
+                }
+                Challenge::Bearer => "Bearer realm=\"toolsmith\"",
+            };
+            err.with_header(WWW_AUTHENTICATE, HeaderValue::from_static(challenge)).into_response()
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
+/// An organization's API key as presented in headers: (key id, secret, user id).
+fn api_key_headers(headers: &HeaderMap) -> Option<(&str, &str, &str)> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    Some((header("x-api-key-id")?, header("x-api-key")?, header("x-user-id")?))
+}
+
+/// The principal of a request's credentials: a token, or (where the operation takes them) an API
+/// key of the addressed organization; 401 for anything else.
+async fn authenticate(
+    state: &AppState,
+    op: &'static Operation,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<UserRef, ApiError> {
+    if let Some(presented) = presented(headers) {
+        let claims = state.tokens().verify(&presented.token).map_err(|err| {
+            tracing::debug!(error = %err, "token refused");
+            ApiError::unauthorized()
+        })?;
+        if let Some(user) = &presented.basic_user {
+            if *user != format!("{}_{}", claims.org, claims.sub) {
+                return Err(ApiError::unauthorized());
             }
         }
+        // A token names its user by ids this server issued; one that does not parse was not.
+        return match (OrgId::parse(&claims.org), claims.sub.parse::<UserId>()) {
+            (Ok(org_id), Ok(user_id)) => Ok(UserRef { org_id, user_id }),
+            _ => Err(ApiError::unauthorized()),
+        };
     }
+    let (key_id, secret, user) =
+        api_key_headers(headers).filter(|_| op.api_key_headers).ok_or_else(ApiError::unauthorized)?;
+    // A key belongs to one organization: the one addressed. Its users are that organization's.
+    let org = path_org(path).and_then(|o| OrgId::parse(o).ok()).ok_or_else(ApiError::unauthorized)?;
+    crate::identity::api_key::verify(state.store(), &org, key_id, secret, user)
+        .await?
+        .ok_or_else(ApiError::unauthorized)
 }
 
 async fn admit(
@@ -88,18 +136,9 @@ async fn admit(
     headers: &HeaderMap,
     path: &str,
 ) -> Result<(Caller, Option<super::rate_limit::RateStatus>), ApiError> {
-    let presented = presented(headers).ok_or_else(ApiError::unauthorized)?;
-    let claims = state.tokens().verify(&presented.token).map_err(|err| {
-        tracing::debug!(error = %err, "token refused");
-        ApiError::unauthorized()
-    })?;
-    if let Some(user) = &presented.basic_user {
-        if *user != format!("{}_{}", claims.org, claims.sub) {
-            return Err(ApiError::unauthorized());
-        }
-    }
+    let user = authenticate(state, op, headers, path).await?;
     if let Some(issuer) = issuing_org(headers) {
-        if issuer != claims.org.as_bytes() {
+        if issuer != user.org_id.as_str().as_bytes() {
             return Err(ApiError::unauthorized());
         }
     }
@@ -107,11 +146,6 @@ async fn admit(
     let org_not_found = || ApiError::not_found(op.org_not_found);
     let org = path_org(path).ok_or_else(org_not_found)?;
     let org = OrgId::parse(org).map_err(|_| org_not_found())?;
-    // A token names its user by ids this server issued; one that does not parse was not.
-    let user = match (OrgId::parse(&claims.org), claims.sub.parse::<UserId>()) {
-        (Ok(org_id), Ok(user_id)) => UserRef { org_id, user_id },
-        _ => return Err(ApiError::unauthorized()),
-    };
     let access = state.store().access(&org, &user).await?;
     if !access.org_exists {
         return Err(org_not_found());
@@ -126,7 +160,7 @@ async fn admit(
     }
     let roles = access.roles;
 
-    let bucket = format!("{}|{}|{}", op.id, claims.org, claims.sub);
+    let bucket = format!("{}|{}|{}", op.id, user.org_id, user.user_id);
     let rate = if op.per_minute == 0 { None } else { state.limiter().hit(&bucket, op.per_minute).await };
     if let Some(status) = rate.filter(|s| s.exceeded) {
         let mut err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, rate_limit_message(op.per_minute));

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod mcp;
 pub mod operations;
 pub mod params;
 pub mod rate_limit;
@@ -93,6 +94,12 @@ pub fn router(state: AppState) -> Router {
                 &REVOKE_REPO_ACCESS,
                 delete(repo_access::revoke),
             )),
+        )
+        .route(
+            "/v1/{org}/mcp",
+            guarded(&state, &MCP, post(mcp::post))
+                .merge(get(mcp::not_allowed).delete(mcp::not_allowed).put(mcp::not_allowed).patch(mcp::not_allowed))
+                .layer(middleware::from_fn_with_state(state.clone(), mcp::check_origin)),
         )
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::page))

@@ -15,8 +15,22 @@ pub struct Operation {
     pub permission: Option<Permission>,
     /// The 404 text for an organization that does not exist (or is not visible to the caller).
     pub org_not_found: &'static str,
-    /// Whether a 401 carries a `WWW-Authenticate: Basic` challenge (git clients need it to prompt).
-    pub basic_challenge: bool,
+    /// The challenge a 401 carries in `WWW-Authenticate`.
+    pub challenge: Challenge,
+    /// Whether an organization's API key (`x-api-key`, `x-api-key-id`, `x-user-id`) is accepted in
+    /// place of a token, for clients that can send fixed headers but cannot sign in.
+    pub api_key_headers: bool,
+}
+
+/// What a 401 asks the client for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// No `WWW-Authenticate` header.
+    None,
+    /// `Basic`: git clients need it to prompt for credentials.
+    Basic,
+    /// `Bearer`, as RFC 6750 and the MCP authorization specification ask of a protected resource.
+    Bearer,
 }
 
 const fn op(
@@ -25,7 +39,7 @@ const fn op(
     permission: Option<Permission>,
     org_not_found: &'static str,
 ) -> Operation {
-    Operation { id, per_minute, permission, org_not_found, basic_challenge: false }
+    Operation { id, per_minute, permission, org_not_found, challenge: Challenge::None, api_key_headers: false }
 }
 
 /// `POST /v1/{org}/user/signin_with_api_key`.
@@ -58,7 +72,8 @@ pub const GIT: Operation = Operation {
     per_minute: 0,
     permission: Some(Permission::AccessRepo),
     org_not_found: "Specified organization is not found.",
-    basic_challenge: true,
+    challenge: Challenge::Basic,
+    api_key_headers: false,
 };
 /// `GET /v1/{org}/tool/amigo_tool_scaffold.tar.gz`.
 pub const SCAFFOLD: Operation = op("get-tool-scaffold-release", 50, None, "Specified organization is not found.");
@@ -146,3 +161,15 @@ pub const SEARCH_INVOCATIONS: Operation = op("search-tool-invocations", 50, None
 /// `GET /v1/{org}/tool/invocation/{invocation_id}/logs` (extension): the row's own permission.
 pub const GET_INVOCATION_LOGS: Operation =
     op("get-tool-invocation-logs", 50, None, "The specified organization or invocation does not exist.");
+/// `POST /v1/{org}/mcp` (extension): the organization's MCP server. Listing tools needs
+/// `Tool:GetTool` (so the endpoint as a whole does); `tools/call` also needs `Tool:InvokeTool`,
+/// which the handler and the invoke use case check. One limit for every message, with room for an
+/// agent's handshake, listings and a call every second.
+pub const MCP: Operation = Operation {
+    id: "mcp",
+    per_minute: 120,
+    permission: Some(Permission::GetTool),
+    org_not_found: "Specified organization is not found.",
+    challenge: Challenge::Bearer,
+    api_key_headers: true,
+};

@@ -31,6 +31,11 @@ impl Problems {
         self.0.is_empty()
     }
 
+    /// Everything recorded, for a surface that reports problems in its own shape.
+    pub fn into_errors(self) -> Vec<FieldError> {
+        self.0
+    }
+
     /// `Ok(value)` if nothing was recorded, else the 422 listing everything recorded.
     pub fn finish<T>(self, value: T) -> Result<T, ApiError> {
         if self.0.is_empty() {

@@ -6,6 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use toolsmith_domain::{ApiKeyId, UserId};
 
 /// The prefix of every API key secret, so that secret scanners and people recognize one.
 pub const SECRET_PREFIX: &str = "tsk_";
@@ -38,6 +39,27 @@ pub fn matches(secret: &str, stored_sha256: &str) -> bool {
     let candidate = hash(secret);
     candidate.len() == stored_sha256.len()
         && candidate.bytes().zip(stored_sha256.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// The user, when `secret` is the secret of the organization's live (not revoked, not expired)
+/// key `key_id` and `user_id` is a user of that organization: what signing in with an API key,
+/// and presenting one on an endpoint that takes keys directly, both require. Ids as presented;
+/// ones this server cannot have issued are refused like wrong ones.
+pub async fn verify(
+    store: &toolsmith_store::Store,
+    org_id: &toolsmith_domain::OrgId,
+    key_id: &str,
+    secret: &str,
+    user_id: &str,
+) -> Result<Option<toolsmith_store::UserRef>, toolsmith_store::StoreError> {
+    let (Ok(key_id), Ok(user_id)) = (key_id.parse::<ApiKeyId>(), user_id.parse::<UserId>()) else { return Ok(None) };
+    let Some(record) = store.get_api_key(org_id, &key_id).await? else { return Ok(None) };
+    let now = toolsmith_domain::time::Timestamp::now();
+    let live = record.revoked_at.is_none() && record.expires_at.is_none_or(|at| at > now);
+    if !live || !matches(secret, &record.secret_sha256) || store.get_user(org_id, &user_id).await?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(toolsmith_store::UserRef { org_id: org_id.clone(), user_id }))
 }
 
 #[cfg(test)]

@@ -20,7 +20,9 @@ pub fn read_permission(source_type: SourceType) -> Permission {
     match source_type {
         SourceType::RegularConversation => Permission::GetInteractionInsights,
         SourceType::SimulationConversation => Permission::GetSimulationUnitTestSetRun,
-        SourceType::Direct => Permission::GetToolInvocation,
+        // A call through the MCP server is a direct call by another road: whoever may read the
+        // API's direct calls reads them.
+        SourceType::Direct | SourceType::Mcp => Permission::GetToolInvocation,
     }
 }
 

@@ -137,6 +137,8 @@ impl VersionSelector {
 pub enum Surface {
     /// The HTTP API's invoke endpoint.
     Api,
+    /// The organization's MCP server (`tools/call`).
+    Mcp,
 }
 
 /// A request to invoke a published version.
@@ -288,11 +290,10 @@ pub(crate) fn version_runtime(
 
 /// The source recorded for an input that names none: who called, through which surface.
 fn default_source(caller: &Caller, surface: Surface) -> InvocationSource {
+    let who = DirectSource { user_id: caller.user.user_id.to_string(), user_org_id: caller.user.org_id.to_string() };
     match surface {
-        Surface::Api => InvocationSource::Direct(DirectSource {
-            user_id: caller.user.user_id.to_string(),
-            user_org_id: caller.user.org_id.to_string(),
-        }),
+        Surface::Api => InvocationSource::Direct(who),
+        Surface::Mcp => InvocationSource::Mcp(who),
     }
 }
 

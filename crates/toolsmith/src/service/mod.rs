@@ -10,6 +10,7 @@
 //! wire JSON shapes); `tests/architecture.rs` checks the imports.
 
 pub mod caller;
+pub mod catalog;
 pub mod envvars;
 pub mod error;
 pub mod invocations;

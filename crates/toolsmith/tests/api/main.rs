@@ -16,6 +16,7 @@ mod invocations;
 mod invoke;
 mod isolation;
 mod locks;
+mod mcp;
 mod rate_limits;
 mod repo;
 mod signin;

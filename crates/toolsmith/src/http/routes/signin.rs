@@ -4,8 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use toolsmith_domain::time::Timestamp;
-use toolsmith_domain::{ApiKeyId, OrgId, UserId};
+use toolsmith_domain::OrgId;
 
 use crate::app::AppState;
 use crate::http::error::{ApiError, FieldError, Loc};
@@ -49,21 +48,11 @@ pub async fn sign_in(
         return Err(err);
     }
 
-    let refused = || ApiError::new(StatusCode::UNAUTHORIZED, REFUSED);
-    let (Ok(key_id), Ok(user_id)) = (key_id.parse::<ApiKeyId>(), user_id.parse::<UserId>()) else {
-        return Err(refused());
+    let Some(user) = api_key::verify(store, &org, &key_id, &key, &user_id).await? else {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, REFUSED));
     };
-    let record = store.get_api_key(&org, &key_id).await?.ok_or_else(refused)?;
-    let now = Timestamp::now();
-    let live = record.revoked_at.is_none() && record.expires_at.is_none_or(|at| at > now);
-    if !live || !api_key::matches(&key, &record.secret_sha256) {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, REFUSED));
-    }
-    if store.get_user(&org, &user_id).await?.is_none() {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, REFUSED));
-    }
     let (id_token, expires_at) =
-        state.tokens().issue(org.as_str(), user_id.as_str(), state.settings().token_ttl.as_secs() as i64);
+        state.tokens().issue(org.as_str(), user.user_id.as_str(), state.settings().token_ttl.as_secs() as i64);
     let mut response = Json(SignInResponse { id_token, expires_at: expires_at.to_rfc3339() }).into_response();
     if let Some(status) = rate {
         response.headers_mut().extend(status.headers());

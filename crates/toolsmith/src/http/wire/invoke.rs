@@ -13,7 +13,9 @@ use crate::service::invoke::{Finished, Input, Mode, SensitiveVariables, MAX_INPU
 
 const MAX_USER_VARIABLES: usize = 20;
 
-fn user_variables(fields: &Fields<'_>, name: &str, problems: &mut Problems) -> Map<String, Value> {
+/// Reads one of an input's user variable maps (at most 20 entries, `snake_case` names, string
+/// values), recording every problem; absent or `null` means none.
+pub(crate) fn user_variables(fields: &Fields<'_>, name: &str, problems: &mut Problems) -> Map<String, Value> {
     // Older clients omit the user variables; they mean none.
     let value = match fields.raw(name) {
         None | Some(Value::Null) => return Map::new(),
