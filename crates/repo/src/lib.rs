@@ -16,6 +16,7 @@ pub mod browse;
 mod error;
 mod git;
 pub mod names;
+pub mod offline;
 pub mod scaffold;
 pub mod smart_http;
 

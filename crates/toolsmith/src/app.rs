@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use toolsmith_build::{EnvStore, Toolchain};
+use toolsmith_builder::{EnvStore, Toolchain};
 use toolsmith_repo::RepoStore;
 use toolsmith_runtime::{Pool, PoolConfig};
 use toolsmith_store::Store;
@@ -104,16 +104,16 @@ pub struct Builder {
 /// changes, so a second test of the same branch tip reuses the build (environment, schema and test
 /// run included). Bounded: it is emptied when it grows past 256 builds.
 #[derive(Default)]
-pub struct TestedBuilds(Mutex<HashMap<String, Arc<toolsmith_build::pipeline::BuildOutput>>>);
+pub struct TestedBuilds(Mutex<HashMap<String, Arc<toolsmith_builder::pipeline::BuildOutput>>>);
 
 impl TestedBuilds {
     /// The build of a key, when there is one.
-    pub fn get(&self, key: &str) -> Option<Arc<toolsmith_build::pipeline::BuildOutput>> {
+    pub fn get(&self, key: &str) -> Option<Arc<toolsmith_builder::pipeline::BuildOutput>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
     }
 
     /// Keeps a build.
-    pub fn insert(&self, key: String, output: Arc<toolsmith_build::pipeline::BuildOutput>) {
+    pub fn insert(&self, key: String, output: Arc<toolsmith_builder::pipeline::BuildOutput>) {
         let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= 256 {
             cache.clear();

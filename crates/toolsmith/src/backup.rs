@@ -40,7 +40,6 @@
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -421,23 +420,8 @@ pub fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<u64> {
     Ok(bytes)
 }
 
-/// git, without the machine's or the user's configuration.
-fn git(dir: &Path) -> Command {
-    let mut cmd = Command::new("git");
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()))
-        .env("LC_ALL", "C")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("HOME", "/nonexistent")
-        .arg("--git-dir")
-        .arg(dir)
-        .stdin(Stdio::null());
-    cmd
-}
-
 fn git_output(dir: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
-    git(dir).args(args).output().with_context(|| format!("running git {}", args.join(" ")))
+    toolsmith_repo::offline::git(dir).args(args).output().with_context(|| format!("running git {}", args.join(" ")))
 }
 
 /// Copies the bare repository `from` to the new `to` consistently (see the module's

@@ -19,7 +19,7 @@ use crate::config::{LogFormat, ServeArgs, StorageArgs, Switch};
 use crate::http::rate_limit::RateLimiter;
 use crate::identity::token::TokenSigner;
 use crate::{bootstrap, keys};
-use toolsmith_build::{EnvStore, Toolchain};
+use toolsmith_builder::{EnvStore, Toolchain};
 
 /// Opens the store named by `storage`, creating the data directory (mode 0700) when needed.
 pub async fn open_store(storage: &StorageArgs) -> anyhow::Result<Store> {

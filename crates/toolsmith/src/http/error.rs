@@ -179,6 +179,7 @@ impl ApiError {
         use crate::service::Error;
         move |err| match err {
             Error::NotFound => ApiError::not_found(op.org_not_found),
+            Error::Unauthenticated(message) => ApiError::new(StatusCode::UNAUTHORIZED, message),
             Error::Forbidden => ApiError::forbidden(),
             Error::Rejected(message) | Error::InvalidInput(message) => ApiError::bad_request(message),
             // The handlers check arguments where they arrive, with their location and input;

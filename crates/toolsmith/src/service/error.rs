@@ -11,6 +11,9 @@ pub enum Error {
     /// caller may not know that it does.
     #[error("not found")]
     NotFound,
+    /// The credentials presented are not valid; the text is what the caller is told.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
     /// The caller lacks a permission the action needs.
     #[error("missing required permissions")]
     Forbidden,

@@ -13,6 +13,7 @@ pub mod caller;
 pub mod catalog;
 pub mod envvars;
 pub mod error;
+pub mod identity;
 pub mod invocations;
 pub mod invoke;
 pub mod publish;

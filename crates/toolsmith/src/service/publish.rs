@@ -4,8 +4,8 @@
 
 use std::future::Future;
 
-use toolsmith_build::pipeline::{build, BuildInput, BuildOutput, FailureKind};
-use toolsmith_build::{BuildLimits, Identities};
+use toolsmith_builder::pipeline::{build, BuildInput, BuildOutput, FailureKind};
+use toolsmith_builder::{BuildLimits, Identities};
 use toolsmith_domain::{BuildId, BumpType, OrgId, Permission, ToolId, Version};
 use toolsmith_repo::scaffold;
 use toolsmith_runtime::Purpose;

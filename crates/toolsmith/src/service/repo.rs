@@ -28,7 +28,7 @@ pub async fn ensure_repo(state: &AppState, org: &OrgId) -> Result<(), Error> {
 /// Whether `ancestor` is an ancestor of (or the same commit as) `descendant`.
 pub async fn is_ancestor(state: &AppState, org: &OrgId, ancestor: &str, descendant: &str) -> Result<bool, Error> {
     let dir = state.repos().path_of(org.as_str()).map_err(Error::from_repo)?;
-    toolsmith_build::export::is_ancestor(&dir, ancestor, descendant)
+    toolsmith_builder::export::is_ancestor(&dir, ancestor, descendant)
         .await
         .map_err(|e| Error::internal("ancestry check failed", e))
 }

@@ -310,6 +310,7 @@ fn service_error(e: Error) -> RpcError {
     use axum::http::StatusCode;
     match e {
         Error::Forbidden => forbidden(),
+        Error::Unauthenticated(message) => RpcError::new(INVALID_PARAMS, message).with_status(StatusCode::UNAUTHORIZED),
         Error::NotFound => RpcError::new(INVALID_PARAMS, "Not found."),
         Error::Rejected(message) | Error::InvalidInput(message) | Error::Conflict(message) => {
             RpcError::new(INVALID_PARAMS, message)

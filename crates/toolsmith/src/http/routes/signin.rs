@@ -10,9 +10,7 @@ use crate::app::AppState;
 use crate::http::error::{ApiError, FieldError, Loc};
 use crate::http::operations::{rate_limit_message, SIGN_IN};
 use crate::http::wire::users::SignInResponse;
-use crate::identity::api_key;
-
-const REFUSED: &str = "API key not found, is incorrect, or the requested user is not found.";
+use crate::service;
 
 /// Issues a token for `x-user-id` when `x-api-key-id`/`x-api-key` name a live key of the
 /// organization.
@@ -33,11 +31,9 @@ pub async fn sign_in(
     }
     let (key, key_id, user_id) = (key.unwrap_or_default(), key_id.unwrap_or_default(), user_id.unwrap_or_default());
 
-    let store = state.store();
+    let to_api = ApiError::from_service(&SIGN_IN);
     let org = OrgId::parse(&org).map_err(|_| ApiError::not_found(SIGN_IN.org_not_found))?;
-    if store.get_org(&org).await?.is_none() {
-        return Err(ApiError::not_found(SIGN_IN.org_not_found));
-    }
+    service::identity::organization(&state, &org).await.map_err(&to_api)?;
     // Throttled per key id: guessing a key's secret is limited to a handful of tries a minute.
     let rate = state.limiter().hit(&format!("{}|{}|{}", SIGN_IN.id, org, key_id), SIGN_IN.per_minute).await;
     if let Some(status) = rate.filter(|s| s.exceeded) {
@@ -48,11 +44,8 @@ pub async fn sign_in(
         return Err(err);
     }
 
-    let Some(user) = api_key::verify(store, &org, &key_id, &key, &user_id).await? else {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, REFUSED));
-    };
     let (id_token, expires_at) =
-        state.tokens().issue(org.as_str(), user.user_id.as_str(), state.settings().token_ttl.as_secs() as i64);
+        service::identity::sign_in(&state, &org, &key_id, &key, &user_id).await.map_err(&to_api)?;
     let mut response = Json(SignInResponse { id_token, expires_at: expires_at.to_rfc3339() }).into_response();
     if let Some(status) = rate {
         response.headers_mut().extend(status.headers());

@@ -6,7 +6,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::Value;
-use toolsmith_build::pipeline::FailureKind;
+use toolsmith_builder::pipeline::FailureKind;
 use toolsmith_domain::{BumpType, Specifier};
 use toolsmith_store::UserRef;
 

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use std::os::unix::fs::MetadataExt;
 
-use toolsmith_build::{build, BuildInput, BuildLimits, EnvStore, FailureKind, Identities, Toolchain};
+use toolsmith_builder::{build, BuildInput, BuildLimits, EnvStore, FailureKind, Identities, Toolchain};
 use toolsmith_repo::{Limits as RepoLimits, RepoStore};
 use toolsmith_runtime::sandbox::running_as_root;
 use toolsmith_runtime::{Identity, Network};
