@@ -1,16 +1,15 @@
 //! Building tool versions.
 //!
 //! A build takes a project directory of the organization's repository at one commit and makes
-//! it runnable: it exports the tree into a private work directory ([`export`], [`scratch`]),
-//! reads `pyproject.toml` as data ([`files`], [`project`]), resolves and installs its
-//! dependencies with uv into an environment of the organization's own ([`environment`]), runs
-//! the project's tests, and derives the input schema from the entrypoint ([`pipeline`]).
+//! it runnable: it exports the tree into a private work directory (`toolsmith_repo::export`,
+//! [`scratch`]), reads `pyproject.toml` as data ([`files`], [`project`]), resolves and installs
+//! its dependencies with uv into an environment of the organization's own ([`environment`]),
+//! runs the project's tests, and derives the input schema from the entrypoint ([`pipeline`]).
 //! Installation, tests and schema extraction all run in the runtime's sandbox, each step under
 //! its own limits and as one of the organization's host identities ([`steps`]); what sandboxes
 //! wrote is handled without trusting it ([`tree`]).
 
 pub mod environment;
-pub mod export;
 pub mod files;
 mod log;
 pub mod pipeline;
