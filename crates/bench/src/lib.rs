@@ -194,24 +194,41 @@ fn rss_kib(status: &Path) -> anyhow::Result<u64> {
 /// requests and their latencies. Any status but 200 is an error.
 pub async fn load(url: &str, token: &str, connections: usize, duration: Duration) -> anyhow::Result<Samples> {
     let client = reqwest::Client::new();
+    let target: std::sync::Arc<(String, String)> = std::sync::Arc::new((url.to_owned(), token.to_owned()));
+    drive(connections, duration, move || {
+        let (client, target) = (client.clone(), target.clone());
+        async move {
+            let r = client.get(&target.0).bearer_auth(&target.1).send().await?;
+            anyhow::ensure!(r.status() == 200, "status {}", r.status());
+            r.bytes().await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Calls `request` over and over from `workers` concurrent tasks for `duration`, and returns
+/// the latency of every call; the first failed call fails the measurement.
+pub async fn drive<F, Fut>(workers: usize, duration: Duration, request: F) -> anyhow::Result<Samples>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
     let deadline = Instant::now() + duration;
-    let workers = (0..connections).map(|_| {
-        let client = client.clone();
-        let (url, token) = (url.to_owned(), token.to_owned());
+    let tasks = (0..workers).map(|_| {
+        let request = request.clone();
         tokio::spawn(async move {
             let mut samples = Samples::default();
             while Instant::now() < deadline {
                 let t = Instant::now();
-                let r = client.get(&url).bearer_auth(&token).send().await?;
-                anyhow::ensure!(r.status() == 200, "status {}", r.status());
-                r.bytes().await?;
+                request().await?;
                 samples.push(t.elapsed());
             }
             Ok::<_, anyhow::Error>(samples)
         })
     });
     let mut all = Samples::default();
-    for result in futures_util::future::join_all(workers).await {
+    for result in futures_util::future::join_all(tasks).await {
         all.extend(result??);
     }
     Ok(all)

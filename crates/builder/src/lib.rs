@@ -1,10 +1,10 @@
 //! Building tool versions.
 //!
 //! A build takes a project directory of the organization's repository at one commit and makes
-//! it runnable: it exports the tree into a private work directory ([`export`], [`scratch`]),
-//! reads `pyproject.toml` as data ([`files`], [`project`]), resolves and installs its
-//! dependencies with uv into an environment of the organization's own ([`environment`]), runs
-//! the project's tests, and derives the input and output schemas from the entrypoint
+//! it runnable: it exports the tree into a private work directory (`toolsmith_repo::export`,
+//! [`scratch`]), reads `pyproject.toml` as data ([`files`], [`project`]), resolves and installs
+//! its dependencies with uv into an environment of the organization's own ([`environment`]),
+//! runs the project's tests, and derives the input and output schemas from the entrypoint
 //! ([`pipeline`]). Its filesystem work runs on the blocking pool, off the executor that serves
 //! requests.
 //! Installation, tests and schema extraction all run in the runtime's sandbox, each step under
@@ -13,7 +13,6 @@
 
 mod blocking;
 pub mod environment;
-pub mod export;
 pub mod files;
 mod log;
 pub mod pipeline;

@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use toolsmith_repo::export::{export_tree, ExportError, TreeLimits};
 use toolsmith_runtime::introspect::{introspect, Introspection, PythonEnv};
 use toolsmith_runtime::{Mount, Network, Outcome, Sandbox};
 
 use crate::blocking::unblock;
 use crate::environment::{copy_tree, EnvStore, ReadyEnv, Toolchain, UvError, UvJob, ENV};
-use crate::export::{export_tree, ExportError, TreeLimits};
 use crate::files::{read_project_file_async, ReadError, LOCK_MAX_BYTES, PYPROJECT_MAX_BYTES};
 use crate::log::Log;
 use crate::project::ProjectSpec;

@@ -1,15 +1,21 @@
 //! Reading a repository for the browsing endpoints: files, directories, history and branches.
 //!
 //! Everything is read from git's object database at a resolved commit, never from a checkout, so
-//! a symlink in the tree is data (its target path), not something to follow.
+//! a symlink in the tree is data (its target path), not something to follow. Reads run in
+//! process ([`crate::objects`], [`crate::history`]) on a blocking thread; only the changed files
+//! and line counts of a commit page come from one `git diff-tree` run, so that they are git's
+//! own diff.
 
 use std::collections::HashMap;
 use std::process::Stdio;
+use std::sync::Arc;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::AsyncWriteExt;
 
 use crate::git::Git;
+use crate::history::{entry_at, last_commits, log, LogQuery};
 use crate::names::{check_ref, looks_like_sha, normalize_path};
+use crate::objects::{lock, Commit, Listed, Listing, Mode, Oid, Repo};
 use crate::{RepoError, RepoStore};
 
 /// What a tree entry is.
@@ -26,12 +32,12 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    fn from_mode(mode: &str) -> EntryKind {
+    fn from_mode(mode: Mode) -> EntryKind {
         match mode {
-            "040000" => EntryKind::Directory,
-            "120000" => EntryKind::Symlink,
-            "160000" => EntryKind::Submodule,
-            _ => EntryKind::File,
+            Mode::Directory => EntryKind::Directory,
+            Mode::Symlink => EntryKind::Symlink,
+            Mode::Submodule => EntryKind::Submodule,
+            Mode::File | Mode::Executable => EntryKind::File,
         }
     }
 
@@ -145,31 +151,25 @@ pub struct CommitQuery {
     pub stats: bool,
 }
 
-struct TreeEntry {
-    kind: EntryKind,
-    oid: String,
-    size: Option<u64>,
-    path: String,
-}
-
-/// `%H %P %ct %an %ae %B`, separated by 0x1f, each commit starting with 0x1e and its message
-/// ending with 0x1f so that file lists after it parse unambiguously.
-const LOG_FORMAT: &str = "--format=%x1e%H%x1f%P%x1f%ct%x1f%an%x1f%ae%x1f%B%x1f";
-
 impl RepoStore {
     /// Resolves a branch name or a full or abbreviated commit id to a commit id.
     pub async fn resolve(&self, org: &str, reference: &str) -> Result<String, RepoError> {
         check_ref(reference)?;
-        let git = self.git(org)?;
-        resolve(&git, reference).await
+        let repo = self.reader(org)?;
+        let reference = reference.to_owned();
+        blocking(move || Ok(resolve(&repo, &reference)?.0.to_string())).await
     }
 
     /// The bytes of the file at `path` in `reference`.
     pub async fn read_file(&self, org: &str, reference: &str, path: &str) -> Result<FileContent, RepoError> {
         check_ref(reference)?;
-        let git = self.git(org)?;
-        let commit = resolve(&git, reference).await?;
-        read_file(&git, &commit, path, self.limits.max_file_bytes).await
+        let repo = self.reader(org)?;
+        let (reference, path, max) = (reference.to_owned(), path.to_owned(), self.limits.max_file_bytes);
+        blocking(move || {
+            let (_, commit) = resolve(&repo, &reference)?;
+            read_file(&repo, &commit, &path, max)
+        })
+        .await
     }
 
     /// Several files of one commit, in the order asked; fails if any path is not a file.
@@ -180,18 +180,18 @@ impl RepoStore {
         paths: &[String],
     ) -> Result<Vec<FileContent>, RepoError> {
         check_ref(reference)?;
-        let git = self.git(org)?;
-        let commit = resolve(&git, reference).await?;
-        let mut files = Vec::with_capacity(paths.len());
-        for path in paths {
-            files.push(read_file(&git, &commit, path, self.limits.max_file_bytes).await?);
-        }
-        Ok(files)
+        let repo = self.reader(org)?;
+        let (reference, paths, max) = (reference.to_owned(), paths.to_vec(), self.limits.max_file_bytes);
+        blocking(move || {
+            let (_, commit) = resolve(&repo, &reference)?;
+            paths.iter().map(|path| read_file(&repo, &commit, path, max)).collect()
+        })
+        .await
     }
 
     /// The entries of the directory at `path` in `reference`, directories first, then by name;
-    /// with `last_commit`, each entry carries the newest commit that touched it, found in one walk
-    /// of the directory's history.
+    /// with `last_commit`, each entry carries the newest commit that changed it, as
+    /// `git log -1 -- <path>/<name>` names it.
     pub async fn list_directory(
         &self,
         org: &str,
@@ -201,105 +201,90 @@ impl RepoStore {
     ) -> Result<Vec<DirEntry>, RepoError> {
         check_ref(reference)?;
         let path = normalize_path(path)?;
-        let git = self.git(org)?;
-        let commit = resolve(&git, reference).await?;
-        if !path.is_empty() {
-            match tree_entry(&git, &commit, &path).await? {
-                None => return Err(RepoError::PathNotFound),
-                Some(e) if e.kind != EntryKind::Directory => return Err(RepoError::IsAFile),
-                Some(_) => {}
-            }
-        }
-        let spec = if path.is_empty() { String::new() } else { format!("{path}/") };
-        let mut args = vec!["ls-tree", "-l", "-z", "--end-of-options", commit.as_str()];
-        if !spec.is_empty() {
-            args.extend(["--", spec.as_str()]);
-        }
-        let out = git.run_bytes(&args).await?;
-        let mut entries: Vec<DirEntry> = parse_ls_tree(&out)
-            .into_iter()
-            .map(|e| DirEntry {
-                name: e.path.rsplit('/').next().unwrap_or(&e.path).to_owned(),
-                path: e.path,
-                kind: e.kind,
-                size: e.size,
-                last_commit: None,
-            })
-            .collect();
-        entries
-            .sort_by(|a, b| (a.kind != EntryKind::Directory, &a.name).cmp(&(b.kind != EntryKind::Directory, &b.name)));
-        if last_commit && !entries.is_empty() {
-            let found = last_commits(&git, &commit, &path, entries.iter().map(|e| e.name.clone()).collect()).await?;
-            for entry in &mut entries {
-                entry.last_commit = found.get(&entry.name).cloned();
-            }
-        }
-        Ok(entries)
+        let repo = self.reader(org)?;
+        let reference = reference.to_owned();
+        blocking(move || list_directory(&repo, &reference, &path, last_commit)).await
     }
 
-    /// A page of the history of `query.reference`, newest first.
+    /// A page of the history of `query.reference`, newest first, as `git log` orders and, with a
+    /// path, simplifies it.
     pub async fn commits(&self, org: &str, query: &CommitQuery) -> Result<Page<CommitInfo>, RepoError> {
         check_ref(&query.reference)?;
-        let path = query.path.as_deref().map(normalize_path).transpose()?;
-        let git = self.git(org)?;
-        let commit = resolve(&git, &query.reference).await?;
+        let path = query.path.as_deref().map(normalize_path).transpose()?.filter(|p| !p.is_empty());
+        let repo = self.reader(org)?;
+        let reference = query.reference.clone();
+        let start = blocking({
+            let repo = repo.clone();
+            move || resolve(&repo, &reference)
+        })
+        .await?;
         // A page past anything git can count, or a window ending before the first moment git can
         // record, is empty, whatever the history holds.
         let Some((skip, limit)) = page_window(query.limit, query.page) else { return Ok(Page::empty()) };
-        if query.until.is_some_and(|t| t < 0) {
-            return Ok(Page::empty());
-        }
-        let skip = format!("--skip={skip}");
-        let count = format!("--max-count={}", limit + 1);
-        let mut args: Vec<String> = vec!["log".into(), LOG_FORMAT.into(), skip, count, "--no-renames".into()];
-        let with_files = query.changed_files || query.stats;
-        if with_files {
-            args.extend(["--raw".into(), "--no-abbrev".into()]);
-        }
-        if query.stats {
-            args.push("--numstat".into());
-        }
-        // `@<seconds> +0000` is git's raw date form; without the zone, git reads numbers of fewer
-        // than nine digits (before 1973) as something else. Git's clock starts at the epoch, so an
-        // earlier `since` means "from the beginning".
-        if let Some(since) = query.since {
-            args.push(format!("--since=@{} +0000", since.max(0)));
-        }
-        if let Some(until) = query.until {
-            args.push(format!("--until=@{until} +0000"));
-        }
-        args.extend(["--end-of-options".into(), commit]);
-        if let Some(p) = path.filter(|p| !p.is_empty()) {
-            args.extend(["--".into(), p]);
-        }
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let text = git.run(&refs).await?;
-        let mut items: Vec<CommitInfo> = text
-            .split('\u{1e}')
-            .filter(|r| !r.is_empty())
-            .filter_map(|r| parse_commit(r, with_files, query.stats))
+        let Ok(until) = query.until.map(u64::try_from).transpose() else { return Ok(Page::empty()) };
+        // Git's clock starts at the epoch, so an earlier `since` means "from the beginning".
+        let since = query.since.map(|s| u64::try_from(s.max(0)).unwrap_or(0));
+        let walked = blocking({
+            let (repo, path) = (repo.clone(), path.clone());
+            move || {
+                let query = LogQuery { path: path.as_deref(), since, until, skip, count: limit.saturating_add(1) };
+                log(&repo, start, &query)
+            }
+        })
+        .await?;
+        let has_more = walked.len() > limit;
+        let walked = &walked[..walked.len().min(limit)];
+        let mut changes = if query.changed_files || query.stats {
+            let shas: Vec<&str> = walked.iter().map(|(oid, _)| &**oid).collect();
+            Some(changed_files(&Git::new(self.path_of(org)?), &shas, path.as_deref(), query.stats).await?)
+        } else {
+            None
+        };
+        let items = walked
+            .iter()
+            .map(|(oid, c)| {
+                let files = changes.as_mut().map(|all| all.remove(&**oid).unwrap_or_default());
+                commit_info(oid, c, files)
+            })
             .collect();
-        let has_more = items.len() > limit;
-        items.truncate(limit);
         Ok(Page { items, has_more })
     }
 
     /// One branch; [`RepoError::RefNotFound`] when it does not exist.
     pub async fn branch(&self, org: &str, name: &str) -> Result<BranchInfo, RepoError> {
         check_ref(name)?;
-        let git = self.git(org)?;
-        let all = branches(&git, Some(name)).await?;
-        all.into_iter().find(|b| b.name == name).ok_or(RepoError::RefNotFound)
+        let repo = self.reader(org)?;
+        let full = format!("refs/heads/{name}").into_bytes();
+        blocking(move || {
+            let oid = repo.read_ref(&full)?.ok_or(RepoError::RefNotFound)?;
+            branch_info(&repo, &full, &oid)?.ok_or(RepoError::RefNotFound)
+        })
+        .await
     }
 
     /// A page of branches sorted by name (1-based page number).
     pub async fn branches(&self, org: &str, limit: usize, page: usize) -> Result<Page<BranchInfo>, RepoError> {
-        let git = self.git(org)?;
-        let all = branches(&git, None).await?;
+        let repo = self.reader(org)?;
         let Some((start, limit)) = page_window(limit, page) else { return Ok(Page::empty()) };
-        let items: Vec<BranchInfo> = all.iter().skip(start).take(limit).cloned().collect();
-        Ok(Page { has_more: all.len() > start.saturating_add(items.len()), items })
+        blocking(move || {
+            let mut all = Vec::new();
+            for r in repo.list_refs("refs/heads/")? {
+                if let Some(info) = branch_info(&repo, &r.name, &r.oid)? {
+                    all.push(info);
+                }
+            }
+            let items: Vec<BranchInfo> = all.iter().skip(start).take(limit).cloned().collect();
+            Ok(Page { has_more: all.len() > start.saturating_add(items.len()), items })
+        })
+        .await
     }
+}
+
+/// Runs a read on a blocking thread: the object reader waits on pipes and locks.
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, RepoError> + Send + 'static,
+) -> Result<T, RepoError> {
+    tokio::task::spawn_blocking(read).await.map_err(|e| RepoError::Git(format!("a read failed: {e}")))?
 }
 
 impl<T> Page<T> {
@@ -308,204 +293,219 @@ impl<T> Page<T> {
     }
 }
 
-/// The most items git counts in `--skip` and `--max-count` (it reads them as a C `int`).
+/// The most items a page window counts: git reads `--skip` and `--max-count` as a C `int`, and
+/// pages keep the bounds they had when git counted them.
 const GIT_MAX_COUNT: usize = i32::MAX as usize;
 
 /// The items to skip and the page size for 1-based page `page` of `limit` items (a `limit` of 0
 /// counts as 1, page 0 as page 1); `None` when the page starts beyond what git can count, so
-/// that no caller's number overflows or reaches git as a number it refuses.
+/// that no caller's number overflows.
 pub fn page_window(limit: usize, page: usize) -> Option<(usize, usize)> {
     let limit = limit.clamp(1, GIT_MAX_COUNT - 1);
     let skip = limit.checked_mul(page.saturating_sub(1))?;
     (skip <= GIT_MAX_COUNT).then_some((skip, limit))
 }
 
-async fn resolve(git: &Git, reference: &str) -> Result<String, RepoError> {
-    let mut candidates = vec![format!("refs/heads/{reference}^{{commit}}")];
-    if looks_like_sha(reference) {
-        candidates.push(format!("{reference}^{{commit}}"));
+/// The commit a branch name or a (possibly abbreviated) commit id names: the branch first, then,
+/// for something that looks like an id, whatever git makes of `<ref>^{commit}`.
+fn resolve(repo: &Repo, reference: &str) -> Result<(Oid, Arc<Commit>), RepoError> {
+    if let Some(target) = repo.read_ref(format!("refs/heads/{reference}").as_bytes())? {
+        if let Some(found) = repo.commit_of_target(&target)? {
+            return Ok(found);
+        }
     }
-    for candidate in candidates {
-        let out = git.output(&["rev-parse", "--verify", "--quiet", "--end-of-options", &candidate]).await?;
-        if out.status.success() {
-            return Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    if looks_like_sha(reference) {
+        if let Some(found) = repo.peel_to_commit(reference)? {
+            return Ok(found);
         }
     }
     Err(RepoError::RefNotFound)
 }
 
-async fn tree_entry(git: &Git, commit: &str, path: &str) -> Result<Option<TreeEntry>, RepoError> {
-    let out = git.run_bytes(&["ls-tree", "-l", "-z", "--end-of-options", commit, "--", path]).await?;
-    Ok(parse_ls_tree(&out).into_iter().find(|e| e.path == path))
-}
-
-async fn read_file(git: &Git, commit: &str, raw_path: &str, max_bytes: u64) -> Result<FileContent, RepoError> {
+fn read_file(repo: &Repo, commit: &Commit, raw_path: &str, max_bytes: u64) -> Result<FileContent, RepoError> {
     let path = normalize_path(raw_path)?;
     if path.is_empty() {
         return Err(RepoError::IsADirectory);
     }
-    let entry = tree_entry(git, commit, &path).await?.ok_or(RepoError::PathNotFound)?;
-    match entry.kind {
+    let (mode, oid) = entry_at(repo, &commit.tree, &path)?.ok_or(RepoError::PathNotFound)?;
+    match EntryKind::from_mode(mode) {
         EntryKind::Directory => return Err(RepoError::IsADirectory),
         EntryKind::Submodule => return Err(RepoError::PathNotFound),
         EntryKind::File | EntryKind::Symlink => {}
     }
-    if entry.size.unwrap_or(0) > max_bytes {
-        return Err(RepoError::TooLarge { limit: max_bytes });
+    let bytes = repo.blob(&oid, max_bytes)?;
+    Ok(FileContent { path, bytes: bytes.to_vec() })
+}
+
+fn list_directory(repo: &Repo, reference: &str, path: &str, last_commit: bool) -> Result<Vec<DirEntry>, RepoError> {
+    let (commit_id, commit) = resolve(repo, reference)?;
+    let tree = match entry_at(repo, &commit.tree, path)? {
+        None => return Err(RepoError::PathNotFound),
+        Some((Mode::Directory, oid)) => oid,
+        Some(_) => return Err(RepoError::IsAFile),
+    };
+    let listing = listing(repo, &tree)?;
+    let found = if last_commit && !listing.is_empty() { Some(last_commits(repo, &commit_id, path)?) } else { None };
+    let mut infos: HashMap<Oid, CommitInfo> = HashMap::new();
+    let mut entries = Vec::with_capacity(listing.len());
+    for listed in listing.iter() {
+        let e = &listed.entry;
+        let last_commit = match found.as_ref().and_then(|f| f.get(&e.raw_name).cloned().flatten()) {
+            Some(oid) => match infos.get(&oid) {
+                Some(info) => Some(info.clone()),
+                None => {
+                    let c = repo.commit(&oid)?.ok_or_else(|| RepoError::Git(format!("commit {oid} cannot be read")))?;
+                    let info = commit_info(&oid, &c, None);
+                    infos.insert(oid, info.clone());
+                    Some(info)
+                }
+            },
+            None => None,
+        };
+        entries.push(DirEntry {
+            path: if path.is_empty() { e.name.to_string() } else { format!("{path}/{}", e.name) },
+            name: e.name.to_string(),
+            kind: EntryKind::from_mode(e.mode),
+            size: listed.size,
+            last_commit,
+        });
     }
-    let bytes = git.run_bytes(&["cat-file", "blob", &entry.oid]).await?;
-    Ok(FileContent { path, bytes })
+    Ok(entries)
 }
 
-fn parse_ls_tree(out: &[u8]) -> Vec<TreeEntry> {
-    out.split(|b| *b == 0)
-        .filter(|r| !r.is_empty())
-        .filter_map(|record| {
-            let record = String::from_utf8_lossy(record);
-            let (meta, path) = record.split_once('\t')?;
-            let mut fields = meta.split_whitespace();
-            let (mode, _kind, oid, size) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
-            Some(TreeEntry {
-                kind: EntryKind::from_mode(mode),
-                oid: oid.to_owned(),
-                size: size.parse().ok(),
-                path: path.to_owned(),
-            })
+/// A tree's entries as the directory endpoint lists them, cached by tree id.
+fn listing(repo: &Repo, tree_id: &Oid) -> Result<Listing, RepoError> {
+    let cached = lock(&repo.objects.listings).get(tree_id);
+    if let Some(found) = cached {
+        return Ok(found);
+    }
+    let tree = repo.tree(tree_id)?;
+    let blobs: Vec<&Oid> = tree
+        .entries
+        .iter()
+        .filter(|e| matches!(e.mode, Mode::File | Mode::Executable | Mode::Symlink))
+        .map(|e| &e.oid)
+        .collect();
+    let mut sizes = repo.blob_sizes(&blobs)?.into_iter();
+    let mut listing: Vec<Listed> = tree
+        .entries
+        .iter()
+        .map(|e| {
+            let size = match e.mode {
+                Mode::File | Mode::Executable | Mode::Symlink => sizes.next().flatten(),
+                Mode::Directory | Mode::Submodule => None,
+            };
+            Listed { entry: e.clone(), size }
         })
-        .collect()
+        .collect();
+    fn key(l: &Listed) -> (bool, &str) {
+        (l.entry.mode != Mode::Directory, &l.entry.name)
+    }
+    listing.sort_by(|a, b| key(a).cmp(&key(b)));
+    let listing = Arc::new(listing);
+    lock(&repo.objects.listings).insert(tree_id.clone(), listing.clone(), 64 + listing.len() * 128);
+    Ok(listing)
 }
 
-fn parse_commit(record: &str, with_files: bool, stats: bool) -> Option<CommitInfo> {
-    let mut fields = record.splitn(7, '\u{1f}');
-    let sha = fields.next()?.to_owned();
-    let parents = fields.next()?.split_whitespace().map(str::to_owned).collect();
-    let timestamp = git_time(fields.next()?)?;
-    let author_name = fields.next()?.to_owned();
-    let author_email = fields.next()?.to_owned();
-    let message = fields.next()?.trim_end().to_owned();
-    let rest = fields.next().unwrap_or_default();
-    let changed_files = with_files.then(|| parse_changes(rest, stats));
-    Some(CommitInfo { sha, message, timestamp, author_name, author_email, parents, changed_files })
+fn commit_info(oid: &Oid, c: &Commit, changed_files: Option<Vec<ChangedFile>>) -> CommitInfo {
+    CommitInfo {
+        sha: oid.to_string(),
+        message: c.message.clone(),
+        timestamp: c.timestamp(),
+        author_name: c.author_name.clone(),
+        author_email: c.author_email.clone(),
+        parents: c.parents.iter().map(|p| p.to_string()).collect(),
+        changed_files,
+    }
 }
 
-/// A commit time as git prints it (unsigned seconds); one beyond `i64` (a pushed commit may carry
-/// any number) saturates rather than hiding the commit.
-fn git_time(text: &str) -> Option<i64> {
-    text.parse::<u64>().ok().map(|t| i64::try_from(t).unwrap_or(i64::MAX))
+/// A branch as listed: only branches that point at a commit are shown, as
+/// `git for-each-ref` shows a committer date only for those.
+fn branch_info(repo: &Repo, full_name: &[u8], target: &Oid) -> Result<Option<BranchInfo>, RepoError> {
+    let Some(c) = repo.commit(target)? else { return Ok(None) };
+    let name = full_name.strip_prefix(b"refs/heads/").unwrap_or(full_name);
+    Ok(Some(BranchInfo {
+        name: String::from_utf8_lossy(name).into_owned(),
+        sha: target.to_string(),
+        message: c.message.clone(),
+        timestamp: c.timestamp(),
+    }))
 }
 
-fn parse_changes(text: &str, stats: bool) -> Vec<ChangedFile> {
-    let mut files: Vec<ChangedFile> = Vec::new();
-    for line in text.lines() {
-        if let Some(raw) = line.strip_prefix(':') {
-            let Some((meta, path)) = raw.split_once('\t') else { continue };
-            let change = match meta.split_whitespace().nth(4) {
-                Some("A") => "added",
-                Some("D") => "deleted",
-                Some("T") => "type_changed",
+/// The files each of `commits` changed (against its parent; a merge lists none, a root commit
+/// all of its files), with line counts when `stats`, and only below `path` when given: one
+/// `git diff-tree --stdin` for the whole page.
+async fn changed_files(
+    git: &Git,
+    commits: &[&str],
+    path: Option<&str>,
+    stats: bool,
+) -> Result<HashMap<String, Vec<ChangedFile>>, RepoError> {
+    if commits.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut cmd = git.command();
+    cmd.args(["--literal-pathspecs", "diff-tree", "--stdin", "-r", "--root", "--raw", "-z", "--no-renames"]);
+    if stats {
+        cmd.arg("--numstat");
+    }
+    if let Some(p) = path {
+        cmd.args(["--", p]);
+    }
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let input: String = commits.iter().map(|c| format!("{c}\n")).collect();
+    let mut stdin = child.stdin.take().ok_or_else(|| RepoError::Git("git diff-tree has no input".into()))?;
+    // A page is at most a few kilobytes of ids: it fits in the pipe before git answers.
+    stdin.write_all(input.as_bytes()).await?;
+    drop(stdin);
+    let out = child.wait_with_output().await?;
+    if !out.status.success() {
+        return Err(RepoError::Git(format!("git diff-tree: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(parse_changes(&out.stdout, stats))
+}
+
+/// Parses `git diff-tree -z --raw [--numstat]` output: a commit id, its raw records (meta, then
+/// the path), then its line counts (`added<TAB>deleted<TAB>path`, `-` for binary files).
+fn parse_changes(out: &[u8], stats: bool) -> HashMap<String, Vec<ChangedFile>> {
+    let mut all: HashMap<String, Vec<ChangedFile>> = HashMap::new();
+    let mut tokens = out.split(|b| *b == 0);
+    let mut current: Option<String> = None;
+    while let Some(token) = tokens.next() {
+        if token.is_empty() {
+            continue;
+        }
+        if let Some(meta) = token.strip_prefix(b":") {
+            let Some(path) = tokens.next() else { break };
+            let change = match meta.split(|b| *b == b' ').nth(4) {
+                Some(b"A") => "added",
+                Some(b"D") => "deleted",
+                Some(b"T") => "type_changed",
                 _ => "modified",
             };
-            files.push(ChangedFile { path: path.to_owned(), change, additions: None, deletions: None });
-        } else if stats {
-            let mut parts = line.splitn(3, '\t');
+            if let Some(files) = current.as_ref().and_then(|c| all.get_mut(c)) {
+                let path = String::from_utf8_lossy(path).into_owned();
+                files.push(ChangedFile { path, change, additions: None, deletions: None });
+            }
+        } else if token.contains(&b'\t') {
+            if !stats {
+                continue;
+            }
+            let mut parts = token.splitn(3, |b| *b == b'\t');
             let (Some(add), Some(del), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
-            if let Some(file) = files.iter_mut().find(|f| f.path == path) {
+            let path = String::from_utf8_lossy(path);
+            if let Some(file) =
+                current.as_ref().and_then(|c| all.get_mut(c)).and_then(|f| f.iter_mut().find(|f| f.path == path))
+            {
                 // Binary files show "-": no line counts.
-                file.additions = add.parse().ok();
-                file.deletions = del.parse().ok();
-            }
-        }
-    }
-    files
-}
-
-/// Walks the history of `dir` once, newest first, and assigns each child name the first commit
-/// that touched it; stops as soon as every name has one.
-async fn last_commits(
-    git: &Git,
-    commit: &str,
-    dir: &str,
-    names: Vec<String>,
-) -> Result<HashMap<String, CommitInfo>, RepoError> {
-    let mut wanted: std::collections::HashSet<String> = names.into_iter().collect();
-    let mut found = HashMap::new();
-    let mut cmd = git.command();
-    cmd.args(["log", LOG_FORMAT, "--name-only", "--no-renames", "--end-of-options", commit]);
-    if !dir.is_empty() {
-        cmd.args(["--", dir]);
-    }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
-    let stdout = child.stdout.take().ok_or_else(|| RepoError::Git("no stdout".into()))?;
-    let mut reader = BufReader::new(stdout);
-    let mut record = Vec::new();
-    let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
-    let finish =
-        |record: &[u8], found: &mut HashMap<String, CommitInfo>, wanted: &mut std::collections::HashSet<String>| {
-            let text = String::from_utf8_lossy(record);
-            let Some(info) = parse_commit(&text, false, false) else { return };
-            let files = text.rsplit('\u{1f}').next().unwrap_or_default();
-            for file in files.lines().filter(|l| !l.is_empty()) {
-                let Some(rest) = file.strip_prefix(prefix.as_str()) else { continue };
-                let child_name = rest.split('/').next().unwrap_or(rest);
-                if wanted.remove(child_name) {
-                    found.insert(child_name.to_owned(), info.clone());
-                }
-            }
-        };
-    loop {
-        let mut chunk = Vec::new();
-        let n = reader.read_until(0x1e, &mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        if chunk.last() == Some(&0x1e) {
-            chunk.pop();
-            record.extend_from_slice(&chunk);
-            if !record.is_empty() {
-                finish(&record, &mut found, &mut wanted);
-            }
-            record.clear();
-            if wanted.is_empty() {
-                break;
+                file.additions = std::str::from_utf8(add).ok().and_then(|a| a.parse().ok());
+                file.deletions = std::str::from_utf8(del).ok().and_then(|d| d.parse().ok());
             }
         } else {
-            record.extend_from_slice(&chunk);
+            let id = String::from_utf8_lossy(token).into_owned();
+            all.entry(id.clone()).or_default();
+            current = Some(id);
         }
     }
-    if !record.is_empty() && !wanted.is_empty() {
-        finish(&record, &mut found, &mut wanted);
-    }
-    // Done early: the rest of the history is not needed.
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-    Ok(found)
-}
-
-async fn branches(git: &Git, only: Option<&str>) -> Result<Vec<BranchInfo>, RepoError> {
-    let pattern = match only {
-        Some(name) => format!("refs/heads/{name}"),
-        None => "refs/heads/".to_owned(),
-    };
-    let text = git
-        .run(&[
-            "for-each-ref",
-            "--sort=refname",
-            "--format=%(refname:strip=2)%1f%(objectname)%1f%(committerdate:unix)%1f%(contents)%1e",
-            "--end-of-options",
-            &pattern,
-        ])
-        .await?;
-    Ok(text
-        .split('\u{1e}')
-        .filter_map(|record| {
-            let record = record.trim_start_matches('\n');
-            let mut fields = record.splitn(4, '\u{1f}');
-            Some(BranchInfo {
-                name: fields.next()?.to_owned(),
-                sha: fields.next()?.to_owned(),
-                timestamp: git_time(fields.next()?)?,
-                message: fields.next()?.trim_end().to_owned(),
-            })
-        })
-        .collect())
+    all
 }

@@ -16,7 +16,15 @@ pub(crate) struct Git {
 /// A git command with toolsmith's environment: nothing from the machine's or the user's git
 /// configuration applies, so behaviour does not depend on where the server runs.
 pub(crate) fn command() -> Command {
-    let mut cmd = Command::new("git");
+    let mut cmd = Command::from(std_command());
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+/// The same environment for a process driven from blocking code (the long-lived object readers
+/// and the archive export); its owner kills it when dropped, as [`command`] does.
+pub(crate) fn std_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new("git");
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()))
         .env("LANG", "C")
@@ -25,9 +33,18 @@ pub(crate) fn command() -> Command {
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("HOME", "/nonexistent")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+        .stdin(Stdio::null());
     cmd
+}
+
+/// A child process that is killed and reaped when dropped, for blocking code.
+pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Git {

@@ -3,34 +3,50 @@
 //! Every organization owns one bare git repository, `<root>/<org>.git`. Clients clone and push
 //! through git's smart HTTP protocol, which [`smart_http`] serves by running the real `git
 //! upload-pack` / `git receive-pack` and streaming bodies in both directions; the service reads
-//! the repository (files, directories, history, branches) through [`browse`], using git's own
-//! plumbing commands.
+//! the repository (files, directories, history, branches) through [`browse`], in process: git
+//! itself reads the objects, in long-lived `git cat-file` processes, and the walks over them
+//! follow git's own rules (see the private `objects` and `history` modules). Builds take a
+//! project's tree out through [`export`].
 //!
-//! Git's plumbing was chosen over a library for reads: the repository is git's own format, so
-//! reading it with git itself cannot disagree with what clones see, and each read is one short
-//! subprocess off the async runtime. Every git command runs with the system and user
-//! configuration switched off, and never with a caller's string in an option position: refs and
-//! paths are validated first ([`names`]) and passed after `--end-of-options` or `--`.
+//! Every git command runs with the system and user configuration switched off, and never with
+//! a caller's string in an option position: refs and paths are validated first ([`names`]) and
+//! passed after `--end-of-options` or `--`.
 
 pub mod browse;
 mod error;
+pub mod export;
 mod git;
+mod history;
 pub mod names;
+mod objects;
 pub mod offline;
 pub mod scaffold;
 pub mod smart_http;
 
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 pub use error::RepoError;
 use git::Git;
 
 /// Where the repositories live, and the limits applied to them.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RepoStore {
     root: PathBuf,
     limits: Limits,
+    readers: Arc<Mutex<HashMap<String, Arc<objects::Repo>>>>,
 }
+
+impl std::fmt::Debug for RepoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepoStore").field("root", &self.root).field("limits", &self.limits).finish()
+    }
+}
+
+/// The most repositories whose readers (and their `cat-file` processes) are kept open.
+const OPEN_READERS: usize = 32;
 
 /// Limits that protect the service from very large inputs and outputs.
 #[derive(Debug, Clone, Copy)]
@@ -55,7 +71,7 @@ impl RepoStore {
     /// A store rooted at `root` (created when missing).
     pub fn new(root: PathBuf, limits: Limits) -> Result<RepoStore, RepoError> {
         std::fs::create_dir_all(&root)?;
-        Ok(RepoStore { root, limits })
+        Ok(RepoStore { root, limits, readers: Arc::default() })
     }
 
     /// The limits in force.
@@ -75,6 +91,35 @@ impl RepoStore {
             return Err(RepoError::NoRepository);
         }
         Ok(Git::new(dir))
+    }
+
+    /// The in-process reader of the organization's repository, opened on first use and opened
+    /// anew when the repository directory was replaced.
+    fn reader(&self, org: &str) -> Result<Arc<objects::Repo>, RepoError> {
+        let dir = self.path_of(org)?;
+        let meta = match std::fs::metadata(&dir) {
+            Ok(m) if m.is_dir() && dir.join("HEAD").exists() => m,
+            Ok(_) => return Err(RepoError::NoRepository),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(RepoError::NoRepository),
+            Err(e) => return Err(e.into()),
+        };
+        // A directory made again may get the same inode number; its birth time tells it apart.
+        let born = meta.created().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        let identity = (meta.dev(), meta.ino(), born.map_or(0, |d| d.as_nanos()));
+        let mut readers = objects::lock(&self.readers);
+        if let Some(repo) = readers.get(org).filter(|r| r.identity == identity) {
+            return Ok(repo.clone());
+        }
+        if readers.len() >= OPEN_READERS {
+            // Dropping a reader stops its processes once the reads holding it finish.
+            let evicted: Vec<String> = readers.keys().take(OPEN_READERS / 4).cloned().collect();
+            for key in evicted {
+                readers.remove(&key);
+            }
+        }
+        let repo = Arc::new(objects::Repo::open(dir, identity));
+        readers.insert(org.to_owned(), repo.clone());
+        Ok(repo)
     }
 
     /// Whether the organization's repository exists.

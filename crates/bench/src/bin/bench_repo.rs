@@ -1,6 +1,8 @@
 //! Repository benchmark: a full clone of a repository with 1,000 commits and 5,000 files through
 //! toolsmith's git endpoint and, side by side, straight from `git daemon` on the same machine;
-//! then requests per second of the directory and file browsing endpoints.
+//! then requests per second of the directory and file browsing endpoints, and of the same three
+//! reads made on the repository store in this process (no HTTP, no authentication, no database),
+//! which tells how much of a request the repository read itself costs.
 //!
 //! Run with `cargo build --release -p toolsmith -p toolsmith-bench && target/release/bench_repo`.
 
@@ -10,7 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use toolsmith_bench::Server;
+use toolsmith_bench::{Samples, Server};
+use toolsmith_repo::{Limits, RepoStore};
 
 const COMMITS: usize = 1_000;
 const FILES: usize = 5_000;
@@ -98,8 +101,13 @@ async fn main() -> anyhow::Result<()> {
 
     let port = free_port()?;
     let repos = server.data_dir().join("repos");
-    let mut daemon = Command::new("git")
-        .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", &format!("--port={port}")])
+    // `git daemon` runs `git-daemon` as a child of its own; started directly, killing it at the
+    // end stops the server rather than leaving it behind.
+    let exec_path = Command::new("git").arg("--exec-path").output()?;
+    ensure!(exec_path.status.success(), "git --exec-path failed");
+    let exec_path = String::from_utf8(exec_path.stdout)?;
+    let mut daemon = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
+        .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1", &format!("--port={port}")])
         .arg(format!("--base-path={}", repos.display()))
         .arg(&repos)
         .stdout(Stdio::null())
@@ -142,13 +150,77 @@ async fn main() -> anyhow::Result<()> {
         ("root directory with last commits", format!("{api}/directory?path=&include_last_commit=true")),
         ("file", format!("{api}/file?path=dir07/file0007.py")),
     ] {
-        let mut samples = toolsmith_bench::load(&url, &server.token, 8, Duration::from_secs(5)).await?;
-        println!(
-            "| {label} | {:.0} | {:.2} | {:.2} |",
-            samples.len() as f64 / 5.0,
-            samples.percentile_ms(50.0),
-            samples.percentile_ms(99.0)
-        );
+        let samples = toolsmith_bench::load(&url, &server.token, 8, Duration::from_secs(5)).await?;
+        row(label, samples);
     }
+    println!();
+    println!("| repository store in process (8 tasks, 5 s) | requests/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|");
+    let store = RepoStore::new(repos, Limits::default())?;
+    // This process has read nothing yet: the first read walks the history from scratch.
+    let cold = Instant::now();
+    Read::RootWithLastCommits.run(&store, &server.org).await?;
+    let cold = cold.elapsed().as_secs_f64() * 1000.0;
+    for read in [Read::Directory, Read::RootWithLastCommits, Read::File] {
+        let samples = load_store(&store, &server.org, read, 8, Duration::from_secs(5)).await?;
+        row(read.label(), samples);
+    }
+    println!();
+    println!("First root directory with last commits in this process (nothing cached): {cold:.1} ms");
     Ok(())
+}
+
+fn row(label: &str, mut samples: Samples) {
+    println!(
+        "| {label} | {:.0} | {:.2} | {:.2} |",
+        samples.len() as f64 / 5.0,
+        samples.percentile_ms(50.0),
+        samples.percentile_ms(99.0)
+    );
+}
+
+/// The three reads the browsing rows make, without HTTP.
+#[derive(Clone, Copy)]
+enum Read {
+    Directory,
+    RootWithLastCommits,
+    File,
+}
+
+impl Read {
+    fn label(self) -> &'static str {
+        match self {
+            Read::Directory => "directory of 100 entries",
+            Read::RootWithLastCommits => "root directory with last commits",
+            Read::File => "file",
+        }
+    }
+
+    async fn run(self, store: &RepoStore, org: &str) -> anyhow::Result<()> {
+        match self {
+            Read::Directory => ensure!(store.list_directory(org, "main", "dir07", false).await?.len() == 100),
+            Read::RootWithLastCommits => {
+                let entries = store.list_directory(org, "main", "", true).await?;
+                ensure!(entries.iter().all(|e| e.last_commit.is_some()), "an entry without a last commit");
+            }
+            Read::File => ensure!(!store.read_file(org, "main", "dir07/file0007.py").await?.bytes.is_empty()),
+        }
+        Ok(())
+    }
+}
+
+/// Runs `read` from `tasks` concurrent tasks for `duration`.
+async fn load_store(
+    store: &RepoStore,
+    org: &str,
+    read: Read,
+    tasks: usize,
+    duration: Duration,
+) -> anyhow::Result<Samples> {
+    let (store, org) = (store.clone(), std::sync::Arc::<str>::from(org));
+    toolsmith_bench::drive(tasks, duration, move || {
+        let (store, org) = (store.clone(), org.clone());
+        async move { read.run(&store, &org).await }
+    })
+    .await
 }

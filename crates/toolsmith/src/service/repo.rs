@@ -27,8 +27,9 @@ pub async fn ensure_repo(state: &AppState, org: &OrgId) -> Result<(), Error> {
 
 /// Whether `ancestor` is an ancestor of (or the same commit as) `descendant`.
 pub async fn is_ancestor(state: &AppState, org: &OrgId, ancestor: &str, descendant: &str) -> Result<bool, Error> {
-    let dir = state.repos().path_of(org.as_str()).map_err(Error::from_repo)?;
-    toolsmith_builder::export::is_ancestor(&dir, ancestor, descendant)
+    state
+        .repos()
+        .is_ancestor(org.as_str(), ancestor, descendant)
         .await
         .map_err(|e| Error::internal("ancestry check failed", e))
 }

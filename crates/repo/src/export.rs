@@ -1,5 +1,6 @@
 //! Exporting one directory of a repository at one commit into a plain directory, through
-//! `git archive` (the object database, never a checkout).
+//! `git archive` (the object database, never a checkout), and the ancestry check publishing
+//! makes; git runs with the same hermetic environment as every other git command here.
 //!
 //! The tree is the organization's, pushed with git's plumbing if it likes: it may hold entries
 //! git itself would never check out (`..`, `.git`), duplicate names, paths no filesystem
@@ -14,6 +15,10 @@ use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
 
 use tokio::io::AsyncBufReadExt;
+
+use crate::git::{std_command, Git, KillOnDrop};
+use crate::names::check_ref;
+use crate::{RepoError, RepoStore};
 
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,15 +52,39 @@ impl Default for TreeLimits {
 }
 
 fn git_command(repo: &Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new("git");
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .arg("--git-dir")
-        .arg(repo)
-        .stdin(Stdio::null());
+    let mut cmd = std_command();
+    cmd.arg("--git-dir").arg(repo);
     cmd
+}
+
+impl RepoStore {
+    /// Writes the directory `subdir` of `commit` in the organization's repository into `dest`,
+    /// as [`export_tree`] does.
+    pub async fn export_tree(
+        &self,
+        org: &str,
+        commit: &str,
+        subdir: &str,
+        dest: &Path,
+        limits: TreeLimits,
+    ) -> Result<(), ExportError> {
+        let git = self.git(org).map_err(|e| ExportError::Failed(e.to_string()))?;
+        export_tree(git.dir(), commit, subdir, dest, limits).await
+    }
+
+    /// Whether `ancestor` is an ancestor of `descendant` (or the same commit) in the
+    /// organization's repository; both are commit ids or branch names.
+    pub async fn is_ancestor(&self, org: &str, ancestor: &str, descendant: &str) -> Result<bool, RepoError> {
+        check_ref(ancestor)?;
+        check_ref(descendant)?;
+        let git = self.git(org)?;
+        let out = git.output(&["merge-base", "--is-ancestor", "--end-of-options", ancestor, descendant]).await?;
+        match out.status.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(RepoError::Git(format!("git merge-base: {}", String::from_utf8_lossy(&out.stderr).trim()))),
+        }
+    }
 }
 
 /// Writes the tree `path` of `commit` in the bare repository `repo` into `dest` (which must
@@ -68,7 +97,8 @@ pub async fn export_tree(
     limits: TreeLimits,
 ) -> Result<(), ExportError> {
     let treeish = format!("{commit}:{path}");
-    let is_tree = matches!(git(repo, &["cat-file", "-t", "--end-of-options", &treeish]).await, Ok(out) if out.trim_ascii() == b"tree");
+    let git = Git::new(repo.to_owned());
+    let is_tree = matches!(git.run_bytes(&["cat-file", "-t", "--end-of-options", &treeish]).await, Ok(out) if out.trim_ascii() == b"tree");
     if !is_tree {
         return Err(ExportError::NotADirectory(path.to_owned()));
     }
@@ -104,16 +134,13 @@ fn refusal(path: &[u8], limits: &TreeLimits) -> Option<String> {
 /// Lists the tree (streamed: a few objects can list as millions of paths) and refuses it when
 /// an entry is not exportable or the tree is too large.
 async fn check_listing(repo: &Path, treeish: &str, limits: TreeLimits) -> Result<(), ExportError> {
-    let mut child = tokio::process::Command::from({
-        let mut cmd = git_command(repo);
-        cmd.args(["ls-tree", "-r", "-t", "-l", "-z", "--end-of-options", treeish]);
-        cmd
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true)
-    .spawn()
-    .map_err(|e| ExportError::Failed(e.to_string()))?;
+    let mut child = Git::new(repo.to_owned())
+        .command()
+        .args(["ls-tree", "-r", "-t", "-l", "-z", "--end-of-options", treeish])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| ExportError::Failed(e.to_string()))?;
     let stdout = child.stdout.take().ok_or_else(|| ExportError::Failed("git ls-tree has no output".into()))?;
     let mut reader = tokio::io::BufReader::new(stdout);
     let (mut entries, mut bytes) = (0u64, 0u64);
@@ -178,16 +205,18 @@ async fn check_listing(repo: &Path, treeish: &str, limits: TreeLimits) -> Result
 }
 
 fn unpack_archive(repo: &Path, treeish: &str, dest: &Path, limits: TreeLimits) -> Result<(), ExportError> {
-    let mut child = git_command(repo)
-        .args(["archive", "--format=tar", "--end-of-options", treeish])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| ExportError::Failed(e.to_string()))?;
-    let mut stdout = child.stdout.take().ok_or_else(|| ExportError::Failed("git archive has no output".into()))?;
+    let mut child = KillOnDrop(
+        git_command(repo)
+            .args(["archive", "--format=tar", "--end-of-options", treeish])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| ExportError::Failed(e.to_string()))?,
+    );
+    let mut stdout = child.0.stdout.take().ok_or_else(|| ExportError::Failed("git archive has no output".into()))?;
     let unpacked = unpack(&mut stdout, dest, &limits);
     if unpacked.is_err() {
-        let _ = child.kill();
+        let _ = child.0.kill();
     } else {
         // The archive ends before git's output does (tar pads to whole records): closing the
         // pipe early would kill git with SIGPIPE.
@@ -195,10 +224,10 @@ fn unpack_archive(repo: &Path, treeish: &str, dest: &Path, limits: TreeLimits) -
     }
     drop(stdout);
     let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
+    if let Some(mut pipe) = child.0.stderr.take() {
         let _ = pipe.read_to_string(&mut stderr);
     }
-    let status = child.wait().map_err(|e| ExportError::Failed(e.to_string()))?;
+    let status = child.0.wait().map_err(|e| ExportError::Failed(e.to_string()))?;
     unpacked?;
     if !status.success() {
         return Err(ExportError::Failed(stderr.trim().to_owned()));
@@ -282,37 +311,4 @@ fn unpack(archive: impl Read, dest: &Path, limits: &TreeLimits) -> Result<(), Ex
         }
     }
     Ok(())
-}
-
-async fn git(repo: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
-    let out = tokio::process::Command::from({
-        let mut cmd = git_command(repo);
-        cmd.args(args);
-        cmd
-    })
-    .output()
-    .await
-    .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(out.stdout)
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-    }
-}
-
-/// Whether `ancestor` is an ancestor of `descendant` (or the same commit) in `repo`.
-pub async fn is_ancestor(repo: &Path, ancestor: &str, descendant: &str) -> Result<bool, String> {
-    let out = tokio::process::Command::from({
-        let mut cmd = git_command(repo);
-        cmd.args(["merge-base", "--is-ancestor", "--end-of-options", ancestor, descendant]);
-        cmd
-    })
-    .output()
-    .await
-    .map_err(|e| e.to_string())?;
-    match out.status.code() {
-        Some(0) => Ok(true),
-        Some(1) => Ok(false),
-        _ => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
-    }
 }
