@@ -12,7 +12,7 @@
 //! the rest drained and dropped, so a process that prints without end neither blocks nor
 //! fills memory.
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -370,13 +370,33 @@ impl Sandbox {
         })
     }
 
-    /// The bubblewrap command line for `argv`.
+    /// The bubblewrap command line for `argv`: bubblewrap's options in the order it applies
+    /// them (isolation, file system, environment), the switch to the sandbox's identity, the
+    /// command itself; and what the forked process does before it becomes bubblewrap.
     fn command(&self, argv: &[OsString], plumbing: &Plumbing) -> Command {
         let root = running_as_root();
         let mut cmd = Command::new("bwrap");
         // bubblewrap runs as PID 1 of the sandbox and its own environment is readable there
         // through /proc/1/environ: it must not inherit the server's.
         cmd.env_clear();
+        self.isolation_args(&mut cmd, root);
+        self.file_system_args(&mut cmd, plumbing);
+        self.environment_args(&mut cmd);
+        cmd.arg("--seccomp").arg(SECCOMP_FD.to_string());
+        cmd.arg("--");
+        if root {
+            self.identity_switch_args(&mut cmd);
+        }
+        cmd.args(argv);
+        self.before_exec(&mut cmd, plumbing);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        cmd
+    }
+
+    /// The namespaces, session and capabilities the sandbox gets; with egress, the descriptors
+    /// through which bubblewrap reports the sandbox's pid and then waits until its network is
+    /// linked.
+    fn isolation_args(&self, cmd: &mut Command, root: bool) {
         cmd.args(["--die-with-parent", "--new-session", "--clearenv"]);
         // Every namespace of its own. A user namespace only when the server is not root: run
         // by root, bubblewrap would map nothing but root into it, and the switch to the
@@ -399,11 +419,34 @@ impl Sandbox {
         if let Network::Egress(_) = self.network {
             cmd.arg("--info-fd").arg(INFO_FD.to_string()).arg("--block-fd").arg(BLOCK_FD.to_string());
         }
-        // bubblewrap makes a mount point's missing parents private (0700, root's): made here
-        // first, they are traversable by the sandbox's identity.
-        let etc: Vec<&Path> = ETC_FILES.iter().map(Path::new).collect();
-        let destinations: Vec<&Path> =
-            etc.iter().copied().chain(self.mounts.iter().map(|m| m.inside.as_path())).collect();
+    }
+
+    /// The sandbox's file system, in the order bubblewrap must build it: the mount points'
+    /// parents before anything is mounted in them, the system's files, `/proc`, `/dev` and
+    /// `/tmp`, the caller's mounts over those, and last the root made read-only under them all.
+    fn file_system_args(&self, cmd: &mut Command, plumbing: &Plumbing) {
+        for parent in self.mount_point_parents() {
+            cmd.args(["--perms", "0755", "--dir"]).arg(parent);
+        }
+        system_mount_args(cmd, plumbing.resolv.is_some());
+        proc_mount_args(cmd);
+        scratch_mount_args(cmd, self.tmp_bytes.max(1 << 20));
+        for m in &self.mounts {
+            cmd.arg(if m.writable { "--bind" } else { "--ro-bind" }).arg(&m.host).arg(&m.inside);
+        }
+        // The sandbox's root is a tmpfs holding the mount points; left writable, files written
+        // there (`/etc/x`, `/x`) would outlive an invocation. Only `/tmp`, `/dev/shm` and
+        // writable mounts take writes.
+        cmd.args(["--remount-ro", "/"]);
+    }
+
+    /// The directories above the mount points (of `/etc`'s files and the caller's mounts) that
+    /// are not mount points themselves, shallowest first. bubblewrap makes a mount point's
+    /// missing parents private (0700, root's): made beforehand, they are traversable by the
+    /// sandbox's identity.
+    fn mount_point_parents(&self) -> Vec<&Path> {
+        let etc = ETC_FILES.iter().map(|file| Path::new(*file));
+        let destinations: Vec<&Path> = etc.chain(self.mounts.iter().map(|m| m.inside.as_path())).collect();
         let mut parents: Vec<&Path> = Vec::new();
         for destination in &destinations {
             for parent in destination.ancestors().skip(1) {
@@ -413,49 +456,13 @@ impl Sandbox {
             }
         }
         parents.sort_by_key(|p| p.components().count());
-        for parent in parents {
-            cmd.args(["--perms", "0755", "--dir"]).arg(parent);
-        }
-        cmd.args(["--ro-bind", "/usr", "/usr"]);
-        for link in ["/bin", "/sbin", "/lib", "/lib32", "/lib64"] {
-            let path = Path::new(link);
-            match std::fs::read_link(path) {
-                Ok(target) => {
-                    cmd.arg("--symlink").arg(target).arg(path);
-                }
-                Err(_) if path.is_dir() => {
-                    cmd.arg("--ro-bind").arg(path).arg(path);
-                }
-                Err(_) => {}
-            }
-        }
-        for etc in ETC_FILES {
-            if *etc == "/etc/resolv.conf" && plumbing.resolv.is_some() {
-                cmd.args(["--perms", "0644", "--ro-bind-data"]).arg(RESOLV_FD.to_string()).arg(etc);
-            } else if Path::new(etc).exists() {
-                cmd.arg("--ro-bind").arg(etc).arg(etc);
-            }
-        }
-        let size = self.tmp_bytes.max(1 << 20).to_string();
-        // The kernel's settings and interfaces under /proc are read-only, and the files that
-        // tell about the host's memory, keys and timers are hidden, whoever the code runs as.
-        cmd.args(["--proc", "/proc"]);
-        for dir in PROC_READ_ONLY.iter().filter(|d| Path::new(d).exists()) {
-            cmd.args(["--ro-bind", dir, dir]);
-        }
-        for file in PROC_HIDDEN.iter().filter(|f| Path::new(f).exists()) {
-            cmd.args(["--ro-bind", "/dev/null", file]);
-        }
-        // /dev is bubblewrap's own small tmpfs; only /dev/shm (capped) takes writes.
-        cmd.args(["--dev", "/dev", "--perms", "1777", "--size", &size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]);
-        cmd.args(["--perms", "1777", "--size", &size, "--tmpfs", "/tmp"]);
-        for m in &self.mounts {
-            cmd.arg(if m.writable { "--bind" } else { "--ro-bind" }).arg(&m.host).arg(&m.inside);
-        }
-        // The sandbox's root is a tmpfs holding the mount points; left writable, files written
-        // there (`/etc/x`, `/x`) would outlive an invocation. Only `/tmp`, `/dev/shm` and
-        // writable mounts take writes.
-        cmd.args(["--remount-ro", "/"]);
+        parents
+    }
+
+    /// The environment starts empty: a fixed `PATH`, `HOME` and `TMPDIR` pointing at the only
+    /// writable place every sandbox has, the caller's variables (which may override them), and
+    /// the working directory.
+    fn environment_args(&self, cmd: &mut Command) {
         cmd.args([
             "--setenv",
             "PATH",
@@ -471,30 +478,50 @@ impl Sandbox {
             cmd.arg("--setenv").arg(k).arg(v);
         }
         cmd.arg("--chdir").arg(&self.cwd);
-        cmd.arg("--seccomp").arg(SECCOMP_FD.to_string());
-        cmd.arg("--");
-        if root {
-            let Identity { uid, gid } = self.identity;
-            cmd.arg(SETPRIV).args([
-                format!("--reuid={uid}"),
-                format!("--regid={gid}"),
-                "--clear-groups".to_owned(),
-                "--inh-caps=-all".to_owned(),
-                "--no-new-privs".to_owned(),
-                // Changing the uid clears the parent-death signal bubblewrap set: set again, the
-                // command (PID 1 with `as_pid_1`) still dies with its sandbox.
-                "--pdeathsig=SIGKILL".to_owned(),
-                "--".to_owned(),
-            ]);
-        }
-        cmd.args(argv);
+    }
+
+    /// Run by root, the command starts under `setpriv`, which leaves root for the sandbox's
+    /// identity, drops the capabilities bubblewrap kept and forbids gaining any back before the
+    /// command runs.
+    fn identity_switch_args(&self, cmd: &mut Command) {
+        let Identity { uid, gid } = self.identity;
+        cmd.arg(SETPRIV).args([
+            format!("--reuid={uid}"),
+            format!("--regid={gid}"),
+            "--clear-groups".to_owned(),
+            "--inh-caps=-all".to_owned(),
+            "--no-new-privs".to_owned(),
+            // Changing the uid clears the parent-death signal bubblewrap set: set again, the
+            // command (PID 1 with `as_pid_1`) still dies with its sandbox.
+            "--pdeathsig=SIGKILL".to_owned(),
+            "--".to_owned(),
+        ]);
+    }
+
+    /// What the forked process does before it becomes bubblewrap: it joins the sandbox's
+    /// cgroups, puts the descriptors bubblewrap is told about at their numbers and sets the
+    /// limits, all inherited by bubblewrap and every process in the sandbox.
+    fn before_exec(&self, cmd: &mut Command, plumbing: &Plumbing) {
         let limits = self.limits;
         let nproc = self.max_processes;
-        let cgroups: Vec<std::ffi::CString> = self
-            .cgroup_procs
-            .iter()
-            .filter_map(|p| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok())
-            .collect();
+        let cgroups: Vec<CString> =
+            self.cgroup_procs.iter().filter_map(|p| CString::new(p.as_os_str().as_encoded_bytes()).ok()).collect();
+        let moves = self.descriptor_moves(plumbing);
+        let mut moved = Vec::with_capacity(moves.len());
+        // SAFETY: only async-signal-safe calls (open, write, close, fcntl, dup2, setrlimit)
+        // between fork and exec; every buffer was allocated before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                join_cgroups(&cgroups)?;
+                move_descriptors(&moves, &mut moved)?;
+                set_limits(limits, nproc)
+            });
+        }
+    }
+
+    /// Which of the server's descriptors bubblewrap finds at which number: the ones its options
+    /// name, then those handed over with [`Sandbox::inherit`].
+    fn descriptor_moves(&self, plumbing: &Plumbing) -> Vec<(i32, i32)> {
         let mut moves: Vec<(i32, i32)> = vec![(plumbing.seccomp.as_raw_fd(), SECCOMP_FD)];
         if let Some((theirs, _)) = &plumbing.info {
             moves.push((theirs.as_raw_fd(), INFO_FD));
@@ -508,49 +535,7 @@ impl Sandbox {
         for (n, fd) in self.inherited.iter().enumerate() {
             moves.push((fd.as_raw_fd(), Sandbox::INHERITED_FDS + n as i32));
         }
-        // SAFETY: only async-signal-safe calls (open, write, close, fcntl, dup2, setrlimit)
-        // between fork and exec; every buffer was allocated before the fork.
-        unsafe {
-            cmd.pre_exec(move || {
-                for path in &cgroups {
-                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                    if fd < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    let written = libc::write(fd, b"0\n".as_ptr().cast(), 2);
-                    libc::close(fd);
-                    if written != 2 {
-                        return Err(std::io::Error::other("could not join the sandbox's cgroup"));
-                    }
-                }
-                // Out of the way of the numbers bubblewrap is told first, then into place
-                // (dup2 leaves the new descriptor open across exec).
-                let mut high = Vec::with_capacity(moves.len());
-                for (fd, _) in &moves {
-                    let moved = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 64);
-                    if moved < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    high.push(moved);
-                }
-                for (moved, (_, target)) in high.iter().zip(&moves) {
-                    if libc::dup2(*moved, *target) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                if let Some(n) = nproc {
-                    set_limit(libc::RLIMIT_NPROC, n)?;
-                }
-                set_limit(libc::RLIMIT_AS, limits.memory_bytes)?;
-                set_limit(libc::RLIMIT_CPU, limits.cpu_secs)?;
-                set_limit(libc::RLIMIT_FSIZE, limits.file_size_bytes)?;
-                set_limit(libc::RLIMIT_NOFILE, limits.open_files)?;
-                set_limit(libc::RLIMIT_CORE, 0)?;
-                Ok(())
-            });
-        }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-        cmd
+        moves
     }
 
     /// Starts bubblewrap and, for a sandbox with egress, links its network namespace to the
@@ -665,6 +650,115 @@ impl Default for Sandbox {
     fn default() -> Self {
         Sandbox::new()
     }
+}
+
+/// The system's files every program needs, read-only: `/usr`, the merged-`/usr` links (or
+/// directories, where the host has not merged them) and the files of `/etc` the sandbox may
+/// see. With egress, `/etc/resolv.conf` is the sandbox's own, naming its resolver.
+fn system_mount_args(cmd: &mut Command, own_resolv_conf: bool) {
+    cmd.args(["--ro-bind", "/usr", "/usr"]);
+    for link in ["/bin", "/sbin", "/lib", "/lib32", "/lib64"] {
+        let path = Path::new(link);
+        match std::fs::read_link(path) {
+            Ok(target) => {
+                cmd.arg("--symlink").arg(target).arg(path);
+            }
+            Err(_) if path.is_dir() => {
+                cmd.arg("--ro-bind").arg(path).arg(path);
+            }
+            Err(_) => {}
+        }
+    }
+    for etc in ETC_FILES {
+        if *etc == "/etc/resolv.conf" && own_resolv_conf {
+            cmd.args(["--perms", "0644", "--ro-bind-data"]).arg(RESOLV_FD.to_string()).arg(etc);
+        } else if Path::new(etc).exists() {
+            cmd.arg("--ro-bind").arg(etc).arg(etc);
+        }
+    }
+}
+
+/// The sandbox's own `/proc`. The kernel's settings and interfaces under it are read-only,
+/// and the files that tell about the host's memory, keys and timers are hidden, whoever the
+/// code runs as.
+fn proc_mount_args(cmd: &mut Command) {
+    cmd.args(["--proc", "/proc"]);
+    for dir in PROC_READ_ONLY.iter().filter(|d| Path::new(d).exists()) {
+        cmd.args(["--ro-bind", dir, dir]);
+    }
+    for file in PROC_HIDDEN.iter().filter(|f| Path::new(f).exists()) {
+        cmd.args(["--ro-bind", "/dev/null", file]);
+    }
+}
+
+/// `/dev` and `/tmp`. `/dev` is bubblewrap's own small tmpfs, read-only but for `/dev/shm`;
+/// `/dev/shm` and `/tmp` are tmpfs capped at `bytes` each, so that code writing without end
+/// fills its sandbox's share of memory, not the host's.
+fn scratch_mount_args(cmd: &mut Command, bytes: u64) {
+    let size = bytes.to_string();
+    cmd.args(["--dev", "/dev", "--perms", "1777", "--size", &size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]);
+    cmd.args(["--perms", "1777", "--size", &size, "--tmpfs", "/tmp"]);
+}
+
+/// Moves the forked process, and so bubblewrap and everything it starts, into each cgroup by
+/// writing 0 (the writer itself) into its `cgroup.procs`. Runs between fork and exec: only
+/// open, write and close.
+fn join_cgroups(procs: &[CString]) -> std::io::Result<()> {
+    for path in procs {
+        // SAFETY: a NUL-terminated path that lives as long as the call.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: two bytes of a static buffer written to, then the closing of, a descriptor
+        // this function opened.
+        let written = unsafe {
+            let written = libc::write(fd, b"0\n".as_ptr().cast(), 2);
+            libc::close(fd);
+            written
+        };
+        if written != 2 {
+            return Err(std::io::Error::other("could not join the sandbox's cgroup"));
+        }
+    }
+    Ok(())
+}
+
+/// Puts each descriptor of `moves` at its number. The numbers bubblewrap is told about may be
+/// taken by other descriptors of the server that are still to move, so every descriptor first
+/// moves out of the way (above 64) into `moved`, then into place; dup2 leaves the new
+/// descriptor open across exec. Runs between fork and exec: only fcntl and dup2, and `moved`
+/// has room for every descriptor already.
+fn move_descriptors(moves: &[(i32, i32)], moved: &mut Vec<i32>) -> std::io::Result<()> {
+    moved.clear();
+    for (fd, _) in moves {
+        // SAFETY: fcntl has no memory-safety preconditions.
+        let high = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 64) };
+        if high < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        moved.push(high);
+    }
+    for (high, (_, target)) in moved.iter().zip(moves) {
+        // SAFETY: dup2 has no memory-safety preconditions.
+        if unsafe { libc::dup2(*high, *target) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The resource limits, and no core dumps, set on the process that becomes bubblewrap so that
+/// every process of the sandbox inherits them. Runs between fork and exec: only setrlimit.
+fn set_limits(limits: Limits, nproc: Option<u64>) -> std::io::Result<()> {
+    if let Some(n) = nproc {
+        set_limit(libc::RLIMIT_NPROC, n)?;
+    }
+    set_limit(libc::RLIMIT_AS, limits.memory_bytes)?;
+    set_limit(libc::RLIMIT_CPU, limits.cpu_secs)?;
+    set_limit(libc::RLIMIT_FSIZE, limits.file_size_bytes)?;
+    set_limit(libc::RLIMIT_NOFILE, limits.open_files)?;
+    set_limit(libc::RLIMIT_CORE, 0)
 }
 
 fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {

@@ -16,7 +16,7 @@ use std::os::fd::OwnedFd;
 
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStdin};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::cgroup::SandboxCgroup;
@@ -386,61 +386,75 @@ impl Finished {
     }
 }
 
-impl Zygote {
-    /// Starts the sandbox, sends the configuration and waits until the tool is imported.
-    pub async fn start(config: ZygoteConfig) -> Result<Zygote, StartError> {
-        let masked = |text: &str| mask(text, config.secrets.expose());
-        let sandbox_limits = Limits {
-            // The zygote's own limits bound the whole sandbox; each invocation gets tighter ones.
-            memory_bytes: config.limits.memory_bytes.saturating_add(1 << 30),
-            cpu_secs: libc::RLIM_INFINITY,
-            file_size_bytes: config.limits.file_size_bytes,
-            open_files: 1024,
-            timeout: Duration::MAX,
-            output_bytes: STDERR_KEPT,
-        };
-        // The slots' cgroup.procs files, opened here (as the server) and handed down: a child
-        // joins its slot by writing to the descriptor, which needs no rights of its own.
-        let mut slot_files: Vec<Vec<OwnedFd>> = Vec::new();
-        if let Some(cgroup) = &config.cgroup {
-            for slot in &cgroup.slots {
-                let mut files = Vec::new();
-                for path in slot.procs() {
-                    let file = std::fs::OpenOptions::new().write(true).open(&path).map_err(|e| {
-                        StartError::NoAnswer(format!("cannot open the invocation cgroup {}: {e}", path.display()))
-                    })?;
-                    files.push(OwnedFd::from(file));
-                }
-                slot_files.push(files);
-            }
+/// The slots' `cgroup.procs` files, opened here (as the server) and handed down: a child joins
+/// its slot by writing to the descriptor, which needs no rights of its own. The files in the
+/// order the sandbox inherits them, and for each slot the numbers its files have there.
+fn slot_descriptors(config: &ZygoteConfig) -> Result<(Vec<OwnedFd>, Vec<Vec<i32>>), StartError> {
+    let mut inherited: Vec<OwnedFd> = Vec::new();
+    let mut slot_fds: Vec<Vec<i32>> = Vec::new();
+    let Some(cgroup) = &config.cgroup else { return Ok((inherited, slot_fds)) };
+    for slot in &cgroup.slots {
+        let mut numbers = Vec::new();
+        for path in slot.procs() {
+            let file = std::fs::OpenOptions::new().write(true).open(&path).map_err(|e| {
+                StartError::NoAnswer(format!("cannot open the invocation cgroup {}: {e}", path.display()))
+            })?;
+            numbers.push(Sandbox::INHERITED_FDS + inherited.len() as i32);
+            inherited.push(OwnedFd::from(file));
         }
-        let mut slot_fds: Vec<Vec<i32>> = Vec::new();
-        let mut inherited: Vec<OwnedFd> = Vec::new();
-        for files in slot_files {
-            let mut numbers = Vec::new();
-            for file in files {
-                numbers.push(Sandbox::INHERITED_FDS + inherited.len() as i32);
-                inherited.push(file);
-            }
-            slot_fds.push(numbers);
-        }
-        let sandbox = Sandbox::new()
-            .mount(Mount::read_only_at(&config.project, PROJECT_DIR))
-            .mount(Mount::read_only_at(&config.venv, ENV_DIR))
-            .mount(Mount::read_only(&config.base_prefix))
-            .mount(Mount::read_only_at(&config.harness_dir, HARNESS_DIR))
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .cwd(PROJECT_DIR)
-            .network(config.network.clone())
-            .identity(config.identity)
-            .tmp_bytes(config.tmp_bytes)
-            .limits(sandbox_limits)
-            .as_pid_1(true)
-            .cgroups(config.cgroup.as_ref().map(|c| c.main.procs()).unwrap_or_default())
-            .inherit(inherited)
-            // Without a cgroup, RLIMIT_NPROC is the fallback; it counts every process of the
-            // user, the server's and other sandboxes' included, hence the headroom.
-            .max_processes(if config.cgroup.is_none() { Some(config.limits.processes.max(64) * 8) } else { None });
+        slot_fds.push(numbers);
+    }
+    Ok((inherited, slot_fds))
+}
+
+/// The sandbox a zygote runs in: the version's tree, environment and interpreter and the
+/// harness, read-only, with the slots' descriptors `inherited`.
+fn sandbox_for(config: &ZygoteConfig, inherited: Vec<OwnedFd>) -> Sandbox {
+    let sandbox_limits = Limits {
+        // The zygote's own limits bound the whole sandbox; each invocation gets tighter ones.
+        memory_bytes: config.limits.memory_bytes.saturating_add(1 << 30),
+        cpu_secs: libc::RLIM_INFINITY,
+        file_size_bytes: config.limits.file_size_bytes,
+        open_files: 1024,
+        timeout: Duration::MAX,
+        output_bytes: STDERR_KEPT,
+    };
+    Sandbox::new()
+        .mount(Mount::read_only_at(&config.project, PROJECT_DIR))
+        .mount(Mount::read_only_at(&config.venv, ENV_DIR))
+        .mount(Mount::read_only(&config.base_prefix))
+        .mount(Mount::read_only_at(&config.harness_dir, HARNESS_DIR))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .cwd(PROJECT_DIR)
+        .network(config.network.clone())
+        .identity(config.identity)
+        .tmp_bytes(config.tmp_bytes)
+        .limits(sandbox_limits)
+        .as_pid_1(true)
+        .cgroups(config.cgroup.as_ref().map(|c| c.main.procs()).unwrap_or_default())
+        .inherit(inherited)
+        // Without a cgroup, RLIMIT_NPROC is the fallback; it counts every process of the
+        // user, the server's and other sandboxes' included, hence the headroom.
+        .max_processes(if config.cgroup.is_none() { Some(config.limits.processes.max(64) * 8) } else { None })
+}
+
+/// A zygote's sandbox between its start and the harness's ready frame. Dropping it kills the
+/// sandbox, which is how a start that fails leaves nothing running.
+struct Launched {
+    stdout: ChildStdout,
+    stdin: ChildStdin,
+    /// The end of what the harness printed to stderr, which says why it failed when it does.
+    stderr_tail: Arc<Mutex<Vec<u8>>>,
+    child: Child,
+    sandbox_pid: Option<u32>,
+    bwrap_pid: Option<u32>,
+    /// Dropped last, after the process that uses it.
+    egress: Option<crate::egress::EgressLink>,
+}
+
+impl Launched {
+    /// Starts the harness in `sandbox`, takes its pipes and starts keeping its stderr.
+    async fn spawn(sandbox: Sandbox) -> Result<Launched, StartError> {
         let spawned = sandbox
             .spawn(&[format!("{ENV_DIR}/bin/python"), "-u".to_owned(), format!("{HARNESS_DIR}/{HARNESS_FILE}")])
             .await?;
@@ -448,38 +462,25 @@ impl Zygote {
         let mut child = spawned.child;
         let sandbox_pid = spawned.sandbox_pid;
         let bwrap_pid = child.id();
-        let mut stdin = child.stdin.take().ok_or_else(|| StartError::NoAnswer("no stdin".into()))?;
-        let mut stdout = child.stdout.take().ok_or_else(|| StartError::NoAnswer("no stdout".into()))?;
-        let stderr_tail = Arc::new(Mutex::new(Vec::<u8>::new()));
-        if let Some(mut stderr) = child.stderr.take() {
-            let tail = stderr_tail.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                while let Ok(n) = stderr.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    let mut kept = tail.lock().unwrap_or_else(|e| e.into_inner());
-                    kept.extend_from_slice(&buf[..n]);
-                    if kept.len() > STDERR_KEPT {
-                        let cut = kept.len() - STDERR_KEPT;
-                        kept.drain(..cut);
-                    }
-                }
-            });
-        }
+        let stdin = child.stdin.take().ok_or_else(|| StartError::NoAnswer("no stdin".into()))?;
+        let stdout = child.stdout.take().ok_or_else(|| StartError::NoAnswer("no stdout".into()))?;
+        let stderr_tail = keep_stderr_tail(child.stderr.take());
+        Ok(Launched { stdout, stdin, stderr_tail, child, sandbox_pid, bwrap_pid, egress })
+    }
+
+    /// Sends the start configuration (with the slots' descriptor numbers `slot_fds`) and waits
+    /// for the harness's answer: the tool imported, or the exception that kept it from
+    /// importing. Whatever the harness says may quote the tool's secrets, so the error masks
+    /// them.
+    async fn handshake(&mut self, config: &ZygoteConfig, slot_fds: Vec<Vec<i32>>) -> Result<(), StartError> {
+        let masked = |text: &str| mask(text, config.secrets.expose());
         let start =
-            serde_json::to_vec(&StartFrame::of(&config, slot_fds)).map_err(|e| StartError::NoAnswer(e.to_string()))?;
-        // What the harness printed to stderr may hold the tool's secrets: masked before it
-        // goes anywhere.
-        let stderr_text = |tail: &Arc<Mutex<Vec<u8>>>| {
-            masked(&String::from_utf8_lossy(&tail.lock().unwrap_or_else(|e| e.into_inner())))
-        };
-        if stdin.write_all(&encode(frame::START, 0, &start)).await.is_err() {
-            let _ = child.wait().await;
-            return Err(StartError::NoAnswer(stderr_text(&stderr_tail)));
+            serde_json::to_vec(&StartFrame::of(config, slot_fds)).map_err(|e| StartError::NoAnswer(e.to_string()))?;
+        if self.stdin.write_all(&encode(frame::START, 0, &start)).await.is_err() {
+            let _ = self.child.wait().await;
+            return Err(StartError::NoAnswer(stderr_text(&self.stderr_tail, config.secrets.expose())));
         }
-        let ready = tokio::time::timeout(config.start_timeout, read_frame(&mut stdout)).await;
+        let ready = tokio::time::timeout(config.start_timeout, read_frame(&mut self.stdout)).await;
         let ready = match ready {
             Ok(Some((frame::READY, _, payload))) => match serde_json::from_slice::<ReadyFrame>(&payload) {
                 Ok(ready) => ready,
@@ -489,10 +490,10 @@ impl Zygote {
                 }
             },
             Ok(_) => {
-                let _ = child.wait().await;
+                let _ = self.child.wait().await;
                 // Let the stderr reader catch up with what the process printed as it died.
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                return Err(StartError::NoAnswer(stderr_text(&stderr_tail)));
+                return Err(StartError::NoAnswer(stderr_text(&self.stderr_tail, config.secrets.expose())));
             }
             Err(_) => {
                 return Err(StartError::NoAnswer(format!(
@@ -508,33 +509,82 @@ impl Zygote {
                 traceback: masked(&ready.traceback),
             });
         }
+        Ok(())
+    }
+}
+
+/// Keeps the last [`STDERR_KEPT`] bytes the harness prints to stderr. A task of its own reads
+/// them as they come, so that the harness never blocks on a full pipe.
+fn keep_stderr_tail(stderr: Option<ChildStderr>) -> Arc<Mutex<Vec<u8>>> {
+    let stderr_tail = Arc::new(Mutex::new(Vec::<u8>::new()));
+    if let Some(mut stderr) = stderr {
+        let tail = stderr_tail.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let mut kept = tail.lock().unwrap_or_else(|e| e.into_inner());
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > STDERR_KEPT {
+                    let cut = kept.len() - STDERR_KEPT;
+                    kept.drain(..cut);
+                }
+            }
+        });
+    }
+    stderr_tail
+}
+
+/// What the harness printed to stderr, with `secrets` masked: it may hold them.
+fn stderr_text(tail: &Mutex<Vec<u8>>, secrets: &[String]) -> String {
+    let text = String::from_utf8_lossy(&tail.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    mask(&text, secrets)
+}
+
+/// The task that hands each report on the zygote's stdout to the caller waiting for it. When
+/// stdout closes, every caller still waiting learns that the runtime is gone, and an end the
+/// pool did not ask for is logged with what the harness printed.
+fn spawn_report_reader(
+    shared: Arc<Shared>,
+    mut stdout: ChildStdout,
+    tail: Arc<Mutex<Vec<u8>>>,
+    secrets: Secret<Vec<String>>,
+) {
+    tokio::spawn(async move {
+        while let Some((kind, id, payload)) = read_frame(&mut stdout).await {
+            let Some(finished) = split_report(kind, &payload) else { continue };
+            let waiter = shared.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            if let Some(waiter) = waiter {
+                let _ = waiter.send(finished);
+            }
+        }
+        let was_alive = shared.alive.swap(false, Ordering::SeqCst);
+        if was_alive {
+            // Not stopped by the pool: the harness itself ended. What it printed says why.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tracing::warn!(stderr = %stderr_text(&tail, secrets.expose()), "a tool runtime exited unexpectedly");
+        }
+        // Dropping the senders tells every waiting caller that the runtime is gone.
+        shared.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    });
+}
+
+impl Zygote {
+    /// Starts the sandbox, sends the configuration and waits until the tool is imported.
+    pub async fn start(config: ZygoteConfig) -> Result<Zygote, StartError> {
+        let (inherited, slot_fds) = slot_descriptors(&config)?;
+        let mut launched = Launched::spawn(sandbox_for(&config, inherited)).await?;
+        launched.handshake(&config, slot_fds).await?;
+        let Launched { stdout, stdin, stderr_tail, child, sandbox_pid, bwrap_pid, egress } = launched;
         let shared = Arc::new(Shared {
             stdin: tokio::sync::Mutex::new(Some(stdin)),
             pending: Mutex::new(HashMap::new()),
             alive: AtomicBool::new(true),
             next_id: AtomicU64::new(1),
         });
-        let reader = shared.clone();
-        let tail = stderr_tail.clone();
-        let secrets = config.secrets.clone();
-        tokio::spawn(async move {
-            while let Some((kind, id, payload)) = read_frame(&mut stdout).await {
-                let Some(finished) = split_report(kind, &payload) else { continue };
-                let waiter = reader.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(finished);
-                }
-            }
-            let was_alive = reader.alive.swap(false, Ordering::SeqCst);
-            if was_alive {
-                // Not stopped by the pool: the harness itself ended. What it printed says why.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                let text = String::from_utf8_lossy(&tail.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
-                tracing::warn!(stderr = %mask(&text, secrets.expose()), "a tool runtime exited unexpectedly");
-            }
-            // Dropping the senders tells every waiting caller that the runtime is gone.
-            reader.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        });
+        spawn_report_reader(shared.clone(), stdout, stderr_tail, config.secrets.clone());
         let slots =
             config.cgroup.as_ref().map(|c| Arc::new(Semaphore::new(c.slots.len().saturating_sub(SPARE_SLOTS).max(1))));
         Ok(Zygote {

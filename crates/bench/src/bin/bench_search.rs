@@ -328,26 +328,85 @@ async fn durable_throughput(store: &Store, tool: &ToolId) -> anyhow::Result<f64>
     Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
+/// The filters the measurements share: what the API applies by default (two of the three source
+/// types), one tool of the 20, failures only and one conversation.
+struct Filters {
+    two_sources: InvocationFilter,
+    one_tool: InvocationFilter,
+    failed_only: InvocationFilter,
+    conversation: InvocationFilter,
+}
+
+impl Filters {
+    fn new(tool: &ToolId, rows: u64) -> Filters {
+        Filters {
+            two_sources: InvocationFilter {
+                source_types: Some(vec![SourceType::RegularConversation, SourceType::SimulationConversation]),
+                ..Default::default()
+            },
+            one_tool: InvocationFilter {
+                tools: vec![ToolVersions { tool_id: tool.clone(), versions: None }],
+                ..Default::default()
+            },
+            failed_only: InvocationFilter { succeeded: Some(false), ..Default::default() },
+            conversation: InvocationFilter {
+                conversation_ids: vec![format!("{:024x}", rows / 20 / 2)],
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// Every sort field the listing offers, with its name in the API.
+const SORT_FIELDS: [(&str, InvocationSortField); 7] = [
+    ("created_at", InvocationSortField::CreatedAt),
+    ("version.major", InvocationSortField::Major),
+    ("version.minor", InvocationSortField::Minor),
+    ("version.patch", InvocationSortField::Patch),
+    ("tool_id", InvocationSortField::ToolId),
+    ("invocation_source.type", InvocationSortField::SourceType),
+    ("invocation_status.succeeded", InvocationSortField::Succeeded),
+];
+
+/// A search for the newest 50 hits.
+fn search(text: &str, fields: &[SearchField], filter: InvocationFilter) -> InvocationSearch {
+    InvocationSearch { query: text.into(), fields: fields.to_vec(), filter, limit: 50 }
+}
+
+/// A listing page of 100 rows.
+fn page(filter: InvocationFilter, sort: Vec<(InvocationSortField, bool)>, after: i64) -> InvocationQuery {
+    InvocationQuery { filter, sort, limit: 100, after }
+}
+
+/// Fills one backend's store and measures it, printing one table.
 async fn run(label: &str, store: Store, rows: u64) -> anyhow::Result<()> {
     eprintln!("{label}: recording {rows} invocations …");
     let (fixture, fill_secs) = fill(&store, rows).await?;
     let tool = fixture.tools[3].clone();
+    let filters = Filters::new(&tool, rows);
+    println!();
+    println!("### {label}: {rows} invocations");
+    println!();
+    println!(
+        "Recorded in {fill_secs:.0} s ({:.0} rows/s, {PRODUCERS} callers handing over {BATCH} rows at a time).",
+        rows as f64 / fill_secs
+    );
+    println!();
+    println!("| measurement | rows returned | p50 ms | p99 ms |");
+    println!("|---|---|---|---|");
+    measure_searches(&store, &filters).await?;
+    measure_listings(&store, &filters).await?;
+    let sorted = measure_sorted_pages(&store, &filters).await?;
+    let per_sec = durable_throughput(&store, &tool).await?;
+    println!("| durable single-row records, 64 concurrent callers for 5 s | {per_sec:.0}/s | | |");
+    retention(&store, &tool, rows).await?;
+    report_budget(&store, &sorted);
+    store.close().await;
+    Ok(())
+}
 
-    let search = |text: &str, fields: &[SearchField], filter: InvocationFilter| InvocationSearch {
-        query: text.into(),
-        fields: fields.to_vec(),
-        filter,
-        limit: 50,
-    };
-    let two_sources = InvocationFilter {
-        source_types: Some(vec![SourceType::RegularConversation, SourceType::SimulationConversation]),
-        ..Default::default()
-    };
-    let failed_only = InvocationFilter { succeeded: Some(false), ..Default::default() };
-    let one_tool =
-        InvocationFilter { tools: vec![ToolVersions { tool_id: tool.clone(), versions: None }], ..Default::default() };
-    let conversation =
-        InvocationFilter { conversation_ids: vec![format!("{:024x}", rows / 20 / 2)], ..Default::default() };
+/// Searches for words of every frequency, in one field or all, with and without filters.
+async fn measure_searches(store: &Store, filters: &Filters) -> anyhow::Result<()> {
     let searches = [
         ("rare word (1 row in 10,000), all fields", search(RARE_WORD, &[], InvocationFilter::default())),
         ("common word (\"result\", ~40% of rows), all fields", search("result", &[], InvocationFilter::default())),
@@ -359,21 +418,10 @@ async fn run(label: &str, store: Store, rows: u64) -> anyhow::Result<()> {
             "one field (exception_type = TimeoutError)",
             search("TimeoutError", &[SearchField::ExceptionType], InvocationFilter::default()),
         ),
-        ("common word, filtered to one tool of 20", search("result", &[], one_tool.clone())),
-        ("common word, filtered to one conversation", search("result", &[], conversation)),
-        ("prefix (\"conn*\"), failed only", search("conn*", &[], failed_only.clone())),
+        ("common word, filtered to one tool of 20", search("result", &[], filters.one_tool.clone())),
+        ("common word, filtered to one conversation", search("result", &[], filters.conversation.clone())),
+        ("prefix (\"conn*\"), failed only", search("conn*", &[], filters.failed_only.clone())),
     ];
-
-    println!();
-    println!("### {label}: {rows} invocations");
-    println!();
-    println!(
-        "Recorded in {fill_secs:.0} s ({:.0} rows/s, {PRODUCERS} callers handing over {BATCH} rows at a time).",
-        rows as f64 / fill_secs
-    );
-    println!();
-    println!("| measurement | rows returned | p50 ms | p99 ms |");
-    println!("|---|---|---|---|");
     for (name, q) in &searches {
         let (mut samples, size) =
             measure(RUNS, || async { Ok(store.search_invocations(&org(), q).await?.len()) }).await?;
@@ -383,22 +431,20 @@ async fn run(label: &str, store: Store, rows: u64) -> anyhow::Result<()> {
             samples.percentile_ms(99.0)
         );
     }
+    Ok(())
+}
 
-    let page = |filter: InvocationFilter, sort: Vec<(InvocationSortField, bool)>, after: i64| InvocationQuery {
-        filter,
-        sort,
-        limit: 100,
-        after,
-    };
+/// First and deep pages of the listings clients ask for most, and of an order no index serves.
+async fn measure_listings(store: &Store, filters: &Filters) -> anyhow::Result<()> {
     use InvocationSortField as F;
     // Listing entries: (name, filter, sort, deep, runs). A deep page starts 100 rows before the
     // end of its order; the reversed order's first page ends there.
     let listings = [
         ("first page (100, default order)", InvocationFilter::default(), vec![], false, RUNS),
         ("deep page (100 rows before the end), default order", InvocationFilter::default(), vec![], true, RUNS),
-        ("deep page, one tool", one_tool.clone(), vec![], true, RUNS),
-        ("first page, newest first, failed only", failed_only.clone(), vec![(F::CreatedAt, true)], false, RUNS),
-        ("deep page, caller who may read two of three source types", two_sources.clone(), vec![], true, RUNS),
+        ("deep page, one tool", filters.one_tool.clone(), vec![], true, RUNS),
+        ("first page, newest first, failed only", filters.failed_only.clone(), vec![(F::CreatedAt, true)], false, RUNS),
+        ("deep page, caller who may read two of three source types", filters.two_sources.clone(), vec![], true, RUNS),
         (
             "deep page, sorted by -version.major +tool_id (mixed directions: no index serves it)",
             InvocationFilter::default(),
@@ -421,47 +467,30 @@ async fn run(label: &str, store: Store, rows: u64) -> anyhow::Result<()> {
             measure(runs, || async { Ok(store.list_invocations(&org(), &q).await?.invocations.len()) }).await?;
         println!("| list: {name} | {size} | {:.2} | {:.2} |", samples.percentile_ms(50.0), samples.percentile_ms(99.0));
     }
+    Ok(())
+}
 
-    // Every sort field, both ways, with the filter the API applies by default (the contract's
-    // two source types): the first page, and 100 rows starting 90% of the way in. Then the
-    // same for the listing of one tool and of failures only, on their deep pages.
-    let fields = [
-        ("created_at", F::CreatedAt),
-        ("version.major", F::Major),
-        ("version.minor", F::Minor),
-        ("version.patch", F::Patch),
-        ("tool_id", F::ToolId),
-        ("invocation_source.type", F::SourceType),
-        ("invocation_status.succeeded", F::Succeeded),
-    ];
+/// Every sort field, both ways, with the filter the API applies by default (the contract's two
+/// source types): the first page, and 100 rows starting 90% of the way in. Then the same for
+/// the listing of one tool and of failures only, on their deep pages. Returns each page's name
+/// and p99, which the budget is checked against.
+async fn measure_sorted_pages(store: &Store, filters: &Filters) -> anyhow::Result<Vec<(String, f64)>> {
     let mut sorted = Vec::new();
-    for (filter_name, filter) in [("", two_sources.clone()), (", one tool", one_tool), (", failed only", failed_only)] {
+    let filtered =
+        [("", &filters.two_sources), (", one tool", &filters.one_tool), (", failed only", &filters.failed_only)];
+    for (filter_name, filter) in filtered {
         let matching = {
             let q = InvocationQuery { filter: filter.clone(), sort: vec![], limit: i64::MAX - 1, after: 0 };
-            count(&store, &q).await?
+            count(store, &q).await?
         };
         let depth = matching * 9 / 10;
-        for (label, field) in fields {
+        let pages: &[bool] = if filter_name.is_empty() { &[false, true] } else { &[true] };
+        for (label, field) in SORT_FIELDS {
             for desc in [false, true] {
                 let sign = if desc { '-' } else { '+' };
-                let deep_only = !filter_name.is_empty();
-                for deep in [false, true] {
-                    if deep_only && !deep {
-                        continue;
-                    }
-                    // The row before position `depth` is the `matching - depth + 1`-th of the
-                    // reversed order.
-                    let after = if deep {
-                        let q = InvocationQuery {
-                            filter: filter.clone(),
-                            sort: vec![(field, !desc)],
-                            limit: (matching - depth + 1) as i64,
-                            after: 0,
-                        };
-                        store.list_invocations(&org(), &q).await?.invocations.last().map_or(0, |i| i.seq)
-                    } else {
-                        0
-                    };
+                for &deep in pages {
+                    let after =
+                        if deep { token_before(store, filter, (field, desc), matching, depth).await? } else { 0 };
                     let q = page(filter.clone(), vec![(field, desc)], after);
                     let (mut samples, size) =
                         measure(RUNS, || async { Ok(store.list_invocations(&org(), &q).await?.invocations.len()) })
@@ -475,10 +504,29 @@ async fn run(label: &str, store: Store, rows: u64) -> anyhow::Result<()> {
             }
         }
     }
-    let per_sec = durable_throughput(&store, &tool).await?;
-    println!("| durable single-row records, 64 concurrent callers for 5 s | {per_sec:.0}/s | | |");
-    retention(&store, &tool, rows).await?;
+    Ok(sorted)
+}
 
+/// The token of the row before position `depth` of the `matching` rows in order `sort`: the
+/// last of the first `matching - depth + 1` rows of the reversed order.
+async fn token_before(
+    store: &Store,
+    filter: &InvocationFilter,
+    (field, desc): (InvocationSortField, bool),
+    matching: u64,
+    depth: u64,
+) -> anyhow::Result<i64> {
+    let q = InvocationQuery {
+        filter: filter.clone(),
+        sort: vec![(field, !desc)],
+        limit: (matching - depth + 1) as i64,
+        after: 0,
+    };
+    Ok(store.list_invocations(&org(), &q).await?.invocations.last().map_or(0, |i| i.seq))
+}
+
+/// How many sorted pages kept within the default order's budget, and which did not.
+fn report_budget(store: &Store, sorted: &[(String, f64)]) {
     let budget = if store.dialect() == toolsmith_store::Dialect::Sqlite { BUDGET_MS.0 } else { BUDGET_MS.1 };
     let over: Vec<&(String, f64)> = sorted.iter().filter(|(_, p99)| *p99 > budget).collect();
     let worst = sorted.iter().map(|(_, p99)| *p99).fold(0.0, f64::max);
@@ -491,8 +539,6 @@ async fn run(label: &str, store: Store, rows: u64) -> anyhow::Result<()> {
     for (name, p99) in over {
         println!("- over budget: {name}: p99 {p99:.2} ms");
     }
-    store.close().await;
-    Ok(())
 }
 
 /// How many rows a listing has, counted page by page through continuation tokens.

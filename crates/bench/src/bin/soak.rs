@@ -170,9 +170,8 @@ fn report(label: &str, pid: u32, stats: &Shared) {
     println!("| {label} | {:.1} | {fds} | {processes} | {} |", rss as f64 / 1024.0, ops.join("; "));
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let minutes: u64 = std::env::args().nth(1).map(|m| m.parse()).transpose()?.unwrap_or(30);
+/// Starts the server with the soak tool's project in its repository.
+async fn start_server() -> anyhow::Result<Server> {
     let server = Server::start(&["--rate-limits", "off", "--runtime-idle-secs", "120"]).await?;
     server.push_files(
         &[
@@ -182,6 +181,114 @@ async fn main() -> anyhow::Result<()> {
         ],
         "The soak tool",
     )?;
+    Ok(server)
+}
+
+/// Calls a tool's newest version without end, `inputs` inputs a call.
+async fn invoker(c: Client, stop: Arc<AtomicBool>, tool: String, op: &'static str, inputs: usize) {
+    let body = invoke_body(inputs);
+    while !stop.load(Ordering::Relaxed) {
+        c.call(op, reqwest::Method::POST, &format!("/tool/{tool}/version/%3E%3D1/invoke"), Some(&body)).await;
+    }
+}
+
+/// Lists one tool's invocations and searches all of them, in turn, without end.
+async fn invocation_reader(c: Client, stop: Arc<AtomicBool>, tool: String) {
+    while !stop.load(Ordering::Relaxed) {
+        c.call(
+            "list",
+            reqwest::Method::GET,
+            &format!("/tool/invocation?tool_id={tool}&limit=50&invocation_source_type=direct"),
+            None,
+        )
+        .await;
+        c.call(
+            "search",
+            reqwest::Method::GET,
+            "/tool/invocation/search?query=soak&invocation_source_type=direct",
+            None,
+        )
+        .await;
+    }
+}
+
+/// Browses the repository and lists the tools, without end.
+async fn browser(c: Client, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        c.call("browse", reqwest::Method::GET, "/tool/repo/directory?path=soak_tool&ref=main", None).await;
+        c.call("browse", reqwest::Method::GET, "/tool/repo/file?path=soak_tool/pyproject.toml&ref=main", None).await;
+        c.call("list tools", reqwest::Method::GET, "/tool/?limit=20", None).await;
+    }
+}
+
+/// Changes an env var of each tool in turn every three seconds, which replaces its runtimes
+/// while the invokers call it.
+async fn env_changer(c: Client, stop: Arc<AtomicBool>, tools: [String; 2]) {
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let tool = &tools[(n % 2) as usize];
+        let body = json!({"updates": [{"name": "GREETING", "value": format!("hello {n}")}]});
+        c.call("envvar", reqwest::Method::POST, &format!("/tool/{tool}/envvar"), Some(&body)).await;
+        n += 1;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+}
+
+/// Publishes a new version of `tool` every ten seconds and invokes it.
+async fn publisher(c: Client, stop: Arc<AtomicBool>, tool: String) {
+    while !stop.load(Ordering::Relaxed) {
+        deprecate_all_but_newest_two(&c, &tool).await;
+        let body = json!({"project_path": "soak_tool", "bump_type": "patch"});
+        c.call("publish", reqwest::Method::POST, &format!("/tool/{tool}/version"), Some(&body)).await;
+        c.call(
+            "invoke new",
+            reqwest::Method::POST,
+            &format!("/tool/{tool}/version/%3E%3D1/invoke"),
+            Some(&invoke_body(1)),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}
+
+/// At most two live versions before publishing a third (the server allows three): deprecates
+/// everything older than the newest two.
+async fn deprecate_all_but_newest_two(c: &Client, tool: &str) {
+    let Some(listed) = c.call("list versions", reqwest::Method::GET, &format!("/tool/{tool}/version"), None).await
+    else {
+        return;
+    };
+    let mut live: Vec<(u64, u64, u64)> = listed["tool_versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["deprecated"] != true)
+        .filter_map(|v| {
+            let v = &v["version"];
+            Some((v["major"].as_u64()?, v["minor"].as_u64()?, v["patch"].as_u64()?))
+        })
+        .collect();
+    live.sort();
+    if live.len() > 2 {
+        let (a, b, c_) = live[live.len() - 2];
+        let spec = format!("%3C%3D{a}.{b}.{c_}");
+        c.call("deprecate", reqwest::Method::DELETE, &format!("/tool/{tool}/version/{spec}"), None).await;
+    }
+}
+
+/// The totals of every operation over the whole run.
+fn print_totals(stats: &Shared) {
+    println!("\n| operation | requests | errors |\n|---|---|---|");
+    let stats = stats.lock().unwrap_or_else(|e| e.into_inner());
+    for (op, (n, errors)) in &stats.total {
+        println!("| {op} | {n} | {errors} |");
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let minutes: u64 = std::env::args().nth(1).map(|m| m.parse()).transpose()?.unwrap_or(30);
+    let server = start_server().await?;
     let pid = server.pid();
     let stats: Shared = Arc::default();
     let client = |stats: &Shared| Client {
@@ -204,109 +311,14 @@ async fn main() -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for i in 0..8 {
-        let c = client(&stats);
-        let stop = stop.clone();
         let tool = if i % 2 == 0 { first.clone() } else { second.clone() };
         let (op, inputs) = if i == 7 { ("invoke x10", 10) } else { ("invoke", 1) };
-        tasks.push(tokio::spawn(async move {
-            let body = invoke_body(inputs);
-            while !stop.load(Ordering::Relaxed) {
-                c.call(op, reqwest::Method::POST, &format!("/tool/{tool}/version/%3E%3D1/invoke"), Some(&body)).await;
-            }
-        }));
+        tasks.push(tokio::spawn(invoker(client(&stats), stop.clone(), tool, op, inputs)));
     }
-    {
-        let c = client(&stats);
-        let stop = stop.clone();
-        let tool = first.clone();
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                c.call(
-                    "list",
-                    reqwest::Method::GET,
-                    &format!("/tool/invocation?tool_id={tool}&limit=50&invocation_source_type=direct"),
-                    None,
-                )
-                .await;
-                c.call(
-                    "search",
-                    reqwest::Method::GET,
-                    "/tool/invocation/search?query=soak&invocation_source_type=direct",
-                    None,
-                )
-                .await;
-            }
-        }));
-    }
-    {
-        let c = client(&stats);
-        let stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                c.call("browse", reqwest::Method::GET, "/tool/repo/directory?path=soak_tool&ref=main", None).await;
-                c.call("browse", reqwest::Method::GET, "/tool/repo/file?path=soak_tool/pyproject.toml&ref=main", None)
-                    .await;
-                c.call("list tools", reqwest::Method::GET, "/tool/?limit=20", None).await;
-            }
-        }));
-    }
-    {
-        let c = client(&stats);
-        let stop = stop.clone();
-        let tools = [first.clone(), second.clone()];
-        tasks.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let tool = &tools[(n % 2) as usize];
-                let body = json!({"updates": [{"name": "GREETING", "value": format!("hello {n}")}]});
-                c.call("envvar", reqwest::Method::POST, &format!("/tool/{tool}/envvar"), Some(&body)).await;
-                n += 1;
-                tokio::time::sleep(Duration::from_secs(3)).await;
-            }
-        }));
-    }
-    {
-        let c = client(&stats);
-        let stop = stop.clone();
-        let tool = publisher_tool.clone();
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                // At most two live versions before publishing a third (the server allows three):
-                // deprecate everything older than the newest two.
-                if let Some(listed) =
-                    c.call("list versions", reqwest::Method::GET, &format!("/tool/{tool}/version"), None).await
-                {
-                    let mut live: Vec<(u64, u64, u64)> = listed["tool_versions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter(|v| v["deprecated"] != true)
-                        .filter_map(|v| {
-                            let v = &v["version"];
-                            Some((v["major"].as_u64()?, v["minor"].as_u64()?, v["patch"].as_u64()?))
-                        })
-                        .collect();
-                    live.sort();
-                    if live.len() > 2 {
-                        let (a, b, c_) = live[live.len() - 2];
-                        let spec = format!("%3C%3D{a}.{b}.{c_}");
-                        c.call("deprecate", reqwest::Method::DELETE, &format!("/tool/{tool}/version/{spec}"), None)
-                            .await;
-                    }
-                }
-                let body = json!({"project_path": "soak_tool", "bump_type": "patch"});
-                c.call("publish", reqwest::Method::POST, &format!("/tool/{tool}/version"), Some(&body)).await;
-                c.call(
-                    "invoke new",
-                    reqwest::Method::POST,
-                    &format!("/tool/{tool}/version/%3E%3D1/invoke"),
-                    Some(&invoke_body(1)),
-                )
-                .await;
-                tokio::time::sleep(Duration::from_secs(10)).await;
-            }
-        }));
-    }
+    tasks.push(tokio::spawn(invocation_reader(client(&stats), stop.clone(), first.clone())));
+    tasks.push(tokio::spawn(browser(client(&stats), stop.clone())));
+    tasks.push(tokio::spawn(env_changer(client(&stats), stop.clone(), [first.clone(), second.clone()])));
+    tasks.push(tokio::spawn(publisher(client(&stats), stop.clone(), publisher_tool.clone())));
 
     let started = Instant::now();
     for minute in 1..=minutes {
@@ -320,11 +332,6 @@ async fn main() -> anyhow::Result<()> {
     }
     tokio::time::sleep(Duration::from_secs(60)).await;
     report("idle +1", pid, &stats);
-
-    println!("\n| operation | requests | errors |\n|---|---|---|");
-    let stats = stats.lock().unwrap_or_else(|e| e.into_inner());
-    for (op, (n, errors)) in &stats.total {
-        println!("| {op} | {n} | {errors} |");
-    }
+    print_totals(&stats);
     Ok(())
 }
