@@ -128,45 +128,36 @@ pub async fn build(input: BuildInput<'_>) -> Result<BuildOutput, BuildFailure> {
     built
 }
 
-/// The steps of [`build`], in the work directory `work`.
+/// Why a step of a build failed: the failure's kind and its one paragraph, which
+/// [`build_in`] turns into the [`BuildFailure`] with the whole log.
+struct Failed(FailureKind, String);
+
+impl Failed {
+    fn new(kind: FailureKind, message: impl Into<String>) -> Failed {
+        Failed(kind, message.into())
+    }
+
+    fn internal(message: impl std::fmt::Display) -> Failed {
+        Failed(FailureKind::Internal, message.to_string())
+    }
+}
+
+type Step<T> = Result<T, Failed>;
+
+/// The steps of [`build`], in the work directory `work`; each one writes its part of the log.
 async fn build_in(input: BuildInput<'_>, work: &Path, mut log: Log) -> Result<BuildOutput, BuildFailure> {
-    let source = work.join("project");
-    log.step(&format!("export {} at {}", input.project_path, input.commit));
-    if let Err(e) = std::fs::create_dir(&source)
-        .and_then(|()| std::fs::set_permissions(&source, std::os::unix::fs::PermissionsExt::from_mode(0o755)))
-    {
-        return Err(log.fail(FailureKind::Internal, e.to_string()));
-    }
-    match export_tree(input.repo, input.commit, input.project_path, &source, TreeLimits::default()).await {
-        Ok(()) => {}
-        Err(ExportError::NotADirectory(p)) => {
-            return Err(log.fail(FailureKind::ProjectNotFound, format!("the commit has no directory {p}")))
+    match steps(&input, work, &mut log).await {
+        Ok(built) => {
+            log.line("build succeeded");
+            Ok(BuildOutput { log: log.0, ..built })
         }
-        Err(ExportError::Refused(why)) => return Err(log.fail(FailureKind::InvalidProject, why)),
-        Err(e) => return Err(log.fail(FailureKind::Internal, e.to_string())),
+        Err(Failed(kind, message)) => Err(log.fail(kind, message)),
     }
+}
 
-    log.step("read pyproject.toml");
-    let pyproject = match read_project_file_async(&source, "pyproject.toml", PYPROJECT_MAX_BYTES).await {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(_) => return Err(log.fail(FailureKind::InvalidProject, "pyproject.toml is not UTF-8 text")),
-        },
-        Err(ReadError::Missing(_)) => {
-            return Err(log.fail(FailureKind::ProjectNotFound, format!("{} has no pyproject.toml", input.project_path)))
-        }
-        Err(ReadError::Refused(why)) => return Err(log.fail(FailureKind::InvalidProject, why)),
-        Err(e) => return Err(log.fail(FailureKind::Internal, e.to_string())),
-    };
-    let spec = match ProjectSpec::parse(&pyproject) {
-        Ok(spec) => spec,
-        Err(why) => return Err(log.fail(FailureKind::InvalidProject, why)),
-    };
-    log.line(&format!(
-        "entrypoint {}, envvars {:?}, secret_envvars {:?}",
-        spec.entrypoint, spec.envvars, spec.secret_envvars
-    ));
-
+async fn steps(input: &BuildInput<'_>, work: &Path, log: &mut Log) -> Step<BuildOutput> {
+    let source = export(input, work, log).await?;
+    let spec = read_spec(input, &source, log).await?;
     let job = UvJob {
         toolchain: input.toolchain,
         org_id: input.org_id,
@@ -175,130 +166,19 @@ async fn build_in(input: BuildInput<'_>, work: &Path, mut log: Log) -> Result<Bu
         limits: &input.limits,
         work,
     };
-    let lock = match read_project_file_async(&source, "uv.lock", LOCK_MAX_BYTES).await {
-        Ok(lock) => {
-            log.step("uv.lock present: installing it as it is");
-            lock
-        }
-        Err(ReadError::Missing(_)) => {
-            log.step("no uv.lock: resolving one");
-            let lock = match input.envs.lock(&job, &source, &mut log).await {
-                Ok(lock) => lock,
-                Err(e) => return Err(uv_failure(log, e, FailureKind::Resolution, "resolving the dependencies failed")),
-            };
-            let (path, content) = (source.join("uv.lock"), lock.clone());
-            let written = unblock(move || {
-                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(path)?.write_all(&content)
-            })
-            .await;
-            if let Err(e) = written {
-                return Err(log.fail(FailureKind::Internal, format!("keeping the resolved lock failed: {e}")));
-            }
-            lock
-        }
-        Err(ReadError::Refused(why)) => return Err(log.fail(FailureKind::InvalidProject, why)),
-        Err(e) => return Err(log.fail(FailureKind::Internal, e.to_string())),
-    };
+    let lock = lock_of(input, &job, &source, log).await?;
     let Ok(lock_text) = String::from_utf8(lock.clone()) else {
-        return Err(log.fail(FailureKind::InvalidProject, "uv.lock is not UTF-8 text"));
+        return Err(Failed::new(FailureKind::InvalidProject, "uv.lock is not UTF-8 text"));
     };
-
     log.step("install the environment");
-    let env = match input.envs.ensure(&job, &source, &lock, &mut log).await {
+    let env = match input.envs.ensure(&job, &source, &lock, log).await {
         Ok(env) => env,
-        Err(e) => return Err(uv_failure(log, e, FailureKind::Install, "installing the dependencies failed")),
+        Err(e) => return Err(uv_failed(log, e, FailureKind::Install, "installing the dependencies failed")),
     };
-
-    let project = source.clone();
-    let tests = match unblock(move || Ok(has_tests(&project))).await {
-        Ok(tests) => tests,
-        Err(e) => return Err(log.fail(FailureKind::Internal, format!("reading the project failed: {e}"))),
-    };
-    if tests {
-        log.step("run the tests (pytest)");
-        let sandbox = Sandbox::new()
-            .mount(Mount::read_only_at(&source, "/project"))
-            .mount(Mount::read_only_at(&env.dir, ENV))
-            .mount(Mount::read_only(&input.toolchain.base_prefix))
-            .env("PYTHONPATH", "/project")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .cwd("/project");
-        let confined = match Confined::new(sandbox, input.identities.run, &input.limits, input.envs.cgroups()) {
-            Ok(c) => c,
-            Err(e) => return Err(log.fail(FailureKind::Internal, format!("cannot confine the tests: {e}"))),
-        };
-        let outcome = confined
-            .run(&[
-                format!("{ENV}/bin/python"),
-                "-m".into(),
-                "pytest".into(),
-                "-q".into(),
-                "-p".into(),
-                "no:cacheprovider".into(),
-            ])
-            .await;
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) => return Err(log.fail(FailureKind::Internal, e.to_string())),
-        };
-        log.outcome(&outcome);
-        if outcome.timed_out {
-            return Err(log.fail(FailureKind::Timeout, "the tests did not finish in time"));
-        }
-        let no_pytest = String::from_utf8_lossy(&outcome.stderr).contains("No module named pytest");
-        match outcome.exit_code {
-            Some(0) | Some(5) => {}
-            _ if no_pytest => {
-                return Err(log.fail(
-                    FailureKind::TestsFailed,
-                    "the project has tests but pytest is not among its dependencies; add it, e.g. [dependency-groups] dev = [\"pytest\"]",
-                ))
-            }
-            _ => return Err(log.fail(FailureKind::TestsFailed, format!("the project's tests failed:\n{}", tail_of(&outcome)))),
-        }
-    } else {
-        log.step("no tests found");
-    }
-
-    log.step(&format!("derive the input and output schemas of {}", spec.entrypoint));
-    // The entrypoint is imported: the project's own code runs, as the organization's run
-    // identity under the build's limits, as in its tests.
-    let python_env = PythonEnv { venv: &env.dir, base_prefix: &input.toolchain.base_prefix };
-    let confined = match Confined::new(Sandbox::new(), input.identities.run, &input.limits, input.envs.cgroups()) {
-        Ok(c) => c,
-        Err(e) => return Err(log.fail(FailureKind::Internal, format!("cannot confine the schema extraction: {e}"))),
-    };
-    let inspected = introspect(&python_env, &source, &spec.entrypoint, confined.sandbox()).await;
-    drop(confined);
-    let (input_schema, takes_context, output_schema) = match inspected {
-        Ok(Introspection::Schema { input_schema, takes_context, output_schema, output_schema_problem }) => {
-            match (&output_schema, output_schema_problem) {
-                (Some(_), _) => log.line("output schema derived from the return annotation"),
-                (None, Some(why)) => log.line(&format!("no output schema: {why}")),
-                (None, None) => log.line("no output schema: the entrypoint has no return annotation"),
-            }
-            (input_schema, takes_context, output_schema)
-        }
-        Ok(Introspection::Unusable { message, traceback, .. }) => {
-            log.line(&traceback);
-            return Err(log.fail(FailureKind::Entrypoint, message));
-        }
-        Err(e) => return Err(log.fail(FailureKind::Entrypoint, format!("the entrypoint could not be inspected: {e}"))),
-    };
-
-    let (tree, locked, schema, output) =
-        (source.clone(), lock_text.clone(), input_schema.clone(), output_schema.clone());
-    let content_digest = match unblock(move || digest(&tree, &locked, &schema, output.as_ref())).await {
-        Ok(d) => d,
-        Err(e) => return Err(log.fail(FailureKind::Internal, format!("reading the source tree failed: {e}"))),
-    };
-    log.step(&format!("store the artifact {content_digest}"));
-    let (kept, artifacts, name) = (source.clone(), input.artifacts.to_owned(), content_digest.clone());
-    let artifact_dir = match unblock(move || keep_artifact(&kept, &artifacts, &name)).await {
-        Ok(dir) => dir,
-        Err(e) => return Err(log.fail(FailureKind::Internal, format!("storing the artifact failed: {e}"))),
-    };
-    log.line("build succeeded");
+    run_tests(input, &source, &env, log).await?;
+    let (input_schema, takes_context, output_schema) = derive_schemas(input, &source, &env, &spec, log).await?;
+    let (content_digest, artifact_dir) =
+        store_artifact(input, &source, &lock_text, &input_schema, output_schema.as_ref(), log).await?;
     Ok(BuildOutput {
         spec,
         lock: lock_text,
@@ -308,23 +188,192 @@ async fn build_in(input: BuildInput<'_>, work: &Path, mut log: Log) -> Result<Bu
         output_schema,
         content_digest,
         artifact_dir,
-        log: log.0,
+        log: String::new(),
     })
 }
 
-fn uv_failure(mut log: Log, err: UvError, kind: FailureKind, what: &str) -> BuildFailure {
+/// Writes the project's directory at the commit into `work/project`, from git's objects.
+async fn export(input: &BuildInput<'_>, work: &Path, log: &mut Log) -> Step<PathBuf> {
+    let source = work.join("project");
+    log.step(&format!("export {} at {}", input.project_path, input.commit));
+    std::fs::create_dir(&source)
+        .and_then(|()| std::fs::set_permissions(&source, std::os::unix::fs::PermissionsExt::from_mode(0o755)))
+        .map_err(Failed::internal)?;
+    match export_tree(input.repo, input.commit, input.project_path, &source, TreeLimits::default()).await {
+        Ok(()) => Ok(source),
+        Err(ExportError::NotADirectory(p)) => {
+            Err(Failed::new(FailureKind::ProjectNotFound, format!("the commit has no directory {p}")))
+        }
+        Err(ExportError::Refused(why)) => Err(Failed::new(FailureKind::InvalidProject, why)),
+        Err(e) => Err(Failed::internal(e)),
+    }
+}
+
+/// Reads `pyproject.toml` as data: what the project declares (entrypoint, env vars).
+async fn read_spec(input: &BuildInput<'_>, source: &Path, log: &mut Log) -> Step<ProjectSpec> {
+    log.step("read pyproject.toml");
+    let pyproject = match read_project_file_async(source, "pyproject.toml", PYPROJECT_MAX_BYTES).await {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map_err(|_| Failed::new(FailureKind::InvalidProject, "pyproject.toml is not UTF-8 text"))?,
+        Err(ReadError::Missing(_)) => {
+            return Err(Failed::new(
+                FailureKind::ProjectNotFound,
+                format!("{} has no pyproject.toml", input.project_path),
+            ))
+        }
+        Err(ReadError::Refused(why)) => return Err(Failed::new(FailureKind::InvalidProject, why)),
+        Err(e) => return Err(Failed::internal(e)),
+    };
+    let spec = ProjectSpec::parse(&pyproject).map_err(|why| Failed::new(FailureKind::InvalidProject, why))?;
+    log.line(&format!(
+        "entrypoint {}, envvars {:?}, secret_envvars {:?}",
+        spec.entrypoint, spec.envvars, spec.secret_envvars
+    ));
+    Ok(spec)
+}
+
+/// The project's `uv.lock`, or one resolved now and kept with the source (so that the
+/// artifact's digest covers what was installed).
+async fn lock_of(input: &BuildInput<'_>, job: &UvJob<'_>, source: &Path, log: &mut Log) -> Step<Vec<u8>> {
+    match read_project_file_async(source, "uv.lock", LOCK_MAX_BYTES).await {
+        Ok(lock) => {
+            log.step("uv.lock present: installing it as it is");
+            Ok(lock)
+        }
+        Err(ReadError::Missing(_)) => {
+            log.step("no uv.lock: resolving one");
+            let lock = match input.envs.lock(job, source, log).await {
+                Ok(lock) => lock,
+                Err(e) => return Err(uv_failed(log, e, FailureKind::Resolution, "resolving the dependencies failed")),
+            };
+            let (path, content) = (source.join("uv.lock"), lock.clone());
+            unblock(move || {
+                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(path)?.write_all(&content)
+            })
+            .await
+            .map_err(|e| Failed::internal(format!("keeping the resolved lock failed: {e}")))?;
+            Ok(lock)
+        }
+        Err(ReadError::Refused(why)) => Err(Failed::new(FailureKind::InvalidProject, why)),
+        Err(e) => Err(Failed::internal(e)),
+    }
+}
+
+/// Runs the project's tests with pytest, when it has any, as the organization's run identity
+/// without network: a failing test fails the build.
+async fn run_tests(input: &BuildInput<'_>, source: &Path, env: &ReadyEnv, log: &mut Log) -> Step<()> {
+    let project = source.to_owned();
+    let tests = unblock(move || Ok(has_tests(&project)))
+        .await
+        .map_err(|e| Failed::internal(format!("reading the project failed: {e}")))?;
+    if !tests {
+        log.step("no tests found");
+        return Ok(());
+    }
+    log.step("run the tests (pytest)");
+    let sandbox = Sandbox::new()
+        .mount(Mount::read_only_at(source, "/project"))
+        .mount(Mount::read_only_at(&env.dir, ENV))
+        .mount(Mount::read_only(&input.toolchain.base_prefix))
+        .env("PYTHONPATH", "/project")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .cwd("/project");
+    let confined = Confined::new(sandbox, input.identities.run, &input.limits, input.envs.cgroups())
+        .map_err(|e| Failed::internal(format!("cannot confine the tests: {e}")))?;
+    let pytest = [
+        format!("{ENV}/bin/python"),
+        "-m".into(),
+        "pytest".into(),
+        "-q".into(),
+        "-p".into(),
+        "no:cacheprovider".into(),
+    ];
+    let outcome = confined.run(&pytest).await.map_err(Failed::internal)?;
+    log.outcome(&outcome);
+    if outcome.timed_out {
+        return Err(Failed::new(FailureKind::Timeout, "the tests did not finish in time"));
+    }
+    let no_pytest = String::from_utf8_lossy(&outcome.stderr).contains("No module named pytest");
+    match outcome.exit_code {
+        Some(0) | Some(5) => Ok(()),
+        _ if no_pytest => Err(Failed::new(
+            FailureKind::TestsFailed,
+            "the project has tests but pytest is not among its dependencies; add it, e.g. [dependency-groups] dev = [\"pytest\"]",
+        )),
+        _ => Err(Failed::new(FailureKind::TestsFailed, format!("the project's tests failed:\n{}", tail_of(&outcome)))),
+    }
+}
+
+/// The entrypoint's input schema, whether it takes `context`, and its output schema when its
+/// return annotation gives one. The entrypoint is imported: the project's own code runs, as the
+/// organization's run identity under the build's limits, as in its tests.
+async fn derive_schemas(
+    input: &BuildInput<'_>,
+    source: &Path,
+    env: &ReadyEnv,
+    spec: &ProjectSpec,
+    log: &mut Log,
+) -> Step<(Value, bool, Option<Value>)> {
+    log.step(&format!("derive the input and output schemas of {}", spec.entrypoint));
+    let python_env = PythonEnv { venv: &env.dir, base_prefix: &input.toolchain.base_prefix };
+    let confined = Confined::new(Sandbox::new(), input.identities.run, &input.limits, input.envs.cgroups())
+        .map_err(|e| Failed::internal(format!("cannot confine the schema extraction: {e}")))?;
+    let inspected = introspect(&python_env, source, &spec.entrypoint, confined.sandbox()).await;
+    drop(confined);
+    match inspected {
+        Ok(Introspection::Schema { input_schema, takes_context, output_schema, output_schema_problem }) => {
+            match (&output_schema, output_schema_problem) {
+                (Some(_), _) => log.line("output schema derived from the return annotation"),
+                (None, Some(why)) => log.line(&format!("no output schema: {why}")),
+                (None, None) => log.line("no output schema: the entrypoint has no return annotation"),
+            }
+            Ok((input_schema, takes_context, output_schema))
+        }
+        Ok(Introspection::Unusable { message, traceback, .. }) => {
+            log.line(&traceback);
+            Err(Failed::new(FailureKind::Entrypoint, message))
+        }
+        Err(e) => Err(Failed::new(FailureKind::Entrypoint, format!("the entrypoint could not be inspected: {e}"))),
+    }
+}
+
+/// Digests what was built (source tree, lock, schemas) and keeps the tree as the artifact of
+/// that digest; returns the digest and the artifact's directory.
+async fn store_artifact(
+    input: &BuildInput<'_>,
+    source: &Path,
+    lock_text: &str,
+    input_schema: &Value,
+    output_schema: Option<&Value>,
+    log: &mut Log,
+) -> Step<(String, PathBuf)> {
+    let (tree, locked, schema, output) =
+        (source.to_owned(), lock_text.to_owned(), input_schema.clone(), output_schema.cloned());
+    let content_digest = unblock(move || digest(&tree, &locked, &schema, output.as_ref()))
+        .await
+        .map_err(|e| Failed::internal(format!("reading the source tree failed: {e}")))?;
+    log.step(&format!("store the artifact {content_digest}"));
+    let (kept, artifacts, name) = (source.to_owned(), input.artifacts.to_owned(), content_digest.clone());
+    let artifact_dir = unblock(move || keep_artifact(&kept, &artifacts, &name))
+        .await
+        .map_err(|e| Failed::internal(format!("storing the artifact failed: {e}")))?;
+    Ok((content_digest, artifact_dir))
+}
+
+/// A failed uv step, with its output in the log.
+fn uv_failed(log: &mut Log, err: UvError, kind: FailureKind, what: &str) -> Failed {
     match err {
         UvError::Failed(outcome) => {
             log.outcome(&outcome);
             if outcome.timed_out {
-                log.fail(FailureKind::Timeout, format!("{what}: it did not finish in time"))
+                Failed::new(FailureKind::Timeout, format!("{what}: it did not finish in time"))
             } else {
-                log.fail(kind, format!("{what}:\n{}", tail_of(&outcome)))
+                Failed::new(kind, format!("{what}:\n{}", tail_of(&outcome)))
             }
         }
-        UvError::Refused(why) => log.fail(FailureKind::InvalidProject, why),
-        UvError::Sandbox(e) => log.fail(FailureKind::Internal, e.to_string()),
-        UvError::Io(e) => log.fail(FailureKind::Internal, e.to_string()),
+        UvError::Refused(why) => Failed::new(FailureKind::InvalidProject, why),
+        UvError::Sandbox(e) => Failed::internal(e),
+        UvError::Io(e) => Failed::internal(e),
     }
 }
 
