@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::Value;
@@ -75,9 +74,8 @@ pub async fn test(
         .map_err(super::versions::publish_error(&TEST_TOOL, "The specified tool commit has failed CI checks:"))?;
     let mut response = Json(InvocationResults::new(tested.results)).into_response();
     if let Some(id) = tested.build_id {
-        if let Ok(value) = HeaderValue::from_str(id.as_str()) {
-            response.headers_mut().insert(HeaderName::from_static("x-toolsmith-build-id"), value);
-        }
+        let (name, value) = super::versions::build_header(&id);
+        response.headers_mut().insert(name, value);
     }
     Ok(response)
 }

@@ -22,7 +22,8 @@ use crate::service::publish::{Publish, PublishError};
 use crate::service::versions::{VersionQuery, VersionSort};
 use crate::service::{self, Caller};
 
-fn build_header(id: &BuildId) -> (HeaderName, HeaderValue) {
+/// `X-Toolsmith-Build-Id`: the build record of a publish or test, whether it succeeded or not.
+pub(crate) fn build_header(id: &BuildId) -> (HeaderName, HeaderValue) {
     (
         HeaderName::from_static("x-toolsmith-build-id"),
         HeaderValue::from_str(id.as_str()).unwrap_or(HeaderValue::from_static("")),
